@@ -1,0 +1,124 @@
+"""Domain errors, each carrying the HTTP status and problem ``type`` it maps to.
+
+Data flow they guard::
+
+    upload -> decode & sample -> batch -> infer -> respond
+    400/413    415/422/504       503      500
+
+Core code raises these; one handler in :mod:`service.problems` turns them
+into ``application/problem+json`` (RFC 9457). They keep a single message
+argument so they pickle across the decode worker process boundary.
+"""
+
+from __future__ import annotations
+
+PROBLEM_BASE = "https://vidlstm.dev/problems/"
+
+
+class VidlstmError(Exception):
+    """Base of every error the service maps to an HTTP response."""
+
+    status: int = 500
+    slug: str = "internal"
+    title: str = "Internal server error"
+
+    @property
+    def type_uri(self) -> str:
+        return PROBLEM_BASE + self.slug
+
+    @property
+    def detail(self) -> str:
+        return str(self.args[0]) if self.args else self.title
+
+
+class ClientError(VidlstmError):
+    """The request itself is at fault (4xx)."""
+
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+
+class NoFileError(ClientError):
+    status = 400
+    slug = "no-file"
+    title = "No video file in the request"
+
+
+class PayloadTooLargeError(ClientError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Upload too large"
+
+
+class VideoError(ClientError):
+    """The upload is not something the decode path accepts."""
+
+    status = 415
+    slug = "not-a-video"
+    title = "Not a decodable video"
+
+
+class NotAVideoError(VideoError):
+    """No container or codec we can read (empty, random bytes, text, ...)."""
+
+
+class NoVideoStreamError(VideoError):
+    status = 422
+    slug = "no-video-stream"
+    title = "The file has no video stream"
+
+
+class LimitExceededError(VideoError):
+    """The video is valid but outside the configured limits."""
+
+    status = 422
+    slug = "limit-exceeded"
+    title = "Video outside the accepted limits"
+
+
+class FrameTooLargeError(LimitExceededError):
+    slug = "frame-too-large"
+    title = "Video frame exceeds the pixel limit"
+
+
+class ParameterError(ClientError):
+    status = 422
+    slug = "invalid-parameter"
+    title = "Invalid request parameter"
+
+
+class UnauthorizedError(ClientError):
+    status = 401
+    slug = "unauthorized"
+    title = "Missing or invalid credentials"
+
+
+class DecodeTimeoutError(VidlstmError):
+    status = 504
+    slug = "decode-timeout"
+    title = "Decoding took longer than allowed"
+
+
+class UnavailableError(VidlstmError):
+    """Temporarily unable to take work; the client may retry elsewhere or later."""
+
+    status = 503
+    slug = "unavailable"
+    title = "Service unavailable"
+    retry_after_s: int = 1
+
+
+class OverloadedError(UnavailableError):
+    slug = "overloaded"
+    title = "Too many requests in flight"
+
+
+class DrainingError(UnavailableError):
+    slug = "draining"
+    title = "Server is shutting down"
+    retry_after_s = 2
+
+
+class InternalError(VidlstmError):
+    """A fault of ours; its message is logged, never sent to the client."""

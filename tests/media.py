@@ -1,0 +1,110 @@
+"""Real media made in code with PyAV, for tests and benchmarks.
+
+Nothing binary is checked in: every test writes the files it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.video
+import numpy as np
+import numpy.typing as npt
+
+Frames = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    """A codec in a container, as the tests name them (e.g. ``h264.mp4``)."""
+
+    codec: str
+    suffix: str
+    pix_fmt: str = "yuv420p"
+    container: str | None = None  # FFmpeg muxer name when the suffix does not say it
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.codec}{self.suffix}"
+
+
+H264_MP4 = Format("libx264", ".mp4", options=(("preset", "ultrafast"),))
+H264_MKV = Format("libx264", ".mkv", options=(("preset", "ultrafast"),))
+VP9_WEBM = Format("libvpx-vp9", ".webm", options=(("deadline", "realtime"), ("cpu-used", "8")))
+MPEG4_AVI = Format("mpeg4", ".avi")
+MJPEG_AVI = Format("mjpeg", ".avi", pix_fmt="yuvj420p")
+MPEG2_TS = Format("mpeg2video", ".ts", container="mpegts")
+LOSSLESS_MP4 = Format("libx264rgb", ".mp4", pix_fmt="rgb24", options=(("crf", "0"),))
+FFV1_MKV = Format("ffv1", ".mkv", pix_fmt="bgr0")
+
+COMMON_FORMATS = (H264_MP4, VP9_WEBM, MPEG4_AVI, MJPEG_AVI, H264_MKV, MPEG2_TS)
+
+
+def write_video(
+    path: Path,
+    frames: Frames,
+    *,
+    fmt: Format = H264_MP4,
+    fps: float = 25,
+    gop: int | None = None,
+    extra_options: dict[str, str] | None = None,
+    container_options: dict[str, str] | None = None,
+) -> Path:
+    """Encode ``(N, H, W, 3) uint8`` RGB frames to ``path``; returns ``path``.
+
+    ``extra_options`` go to the encoder, ``container_options`` to the muxer
+    (e.g. ``{"movflags": "frag_keyframe+empty_moov"}`` for fragmented MP4).
+    """
+    n, height, width, _ = frames.shape
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(
+        str(path), "w", format=fmt.container, options=container_options or {}
+    ) as container:
+        stream = container.add_stream(fmt.codec, rate=rate)
+        assert isinstance(stream, av.video.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = width, height, fmt.pix_fmt
+        stream.options = {**dict(fmt.options), **(extra_options or {})}
+        stream.codec_context.thread_count = 1
+        if gop is not None:
+            stream.codec_context.gop_size = gop
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(frames[i], format="rgb24")
+            frame.pts = i
+            frame.time_base = 1 / rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def noise_frames(n: int, height: int = 48, width: int = 64, *, seed: int = 0) -> Frames:
+    """Independent random frames, ``(n, H, W, 3) uint8``: every frame is unique."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, height, width, 3), dtype=np.uint8)
+
+
+def moving_square_frames(
+    n: int, height: int = 120, width: int = 160, *, direction: int = 1, size: int = 24
+) -> Frames:
+    """A white square sliding horizontally over grey, ``(n, H, W, 3) uint8``.
+
+    ``direction`` 1 moves it right, -1 left.
+    """
+    frames = np.full((n, height, width, 3), 64, dtype=np.uint8)
+    span = width - size
+    for i in range(n):
+        x = round(span * i / max(n - 1, 1))
+        if direction < 0:
+            x = span - x
+        y = (height - size) // 2
+        frames[i, y : y + size, x : x + size] = 255
+    return frames
+
+
+def expected_indices(num_frames: int, count: int) -> npt.NDArray[np.int64]:
+    """Index of the frame on screen at each segment centre of a constant-rate video."""
+    centres = (np.arange(count) + 0.5) * num_frames / count
+    return np.floor(centres + 1e-9).astype(np.int64)
