@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL ?= models/vidlstm.onnx
 
-.PHONY: setup run model test lint format bench clean
+.PHONY: setup run model test lint format bench nginx-conf deploy-check image-test clean
 
 setup: $(STAMP)
 
@@ -23,7 +23,7 @@ $(MODEL): | $(STAMP)
 	$(PY) -m model_export all --out $(dir $(MODEL))
 
 run: $(STAMP) $(MODEL)
-	VIDLSTM_MODEL_PATH=$(MODEL) $(PY) -m service
+	VIDLSTM_MODEL_PATH=$(MODEL) VIDLSTM_HOST=$${VIDLSTM_HOST:-0.0.0.0} $(PY) -m service
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -36,6 +36,21 @@ format: $(STAMP)
 
 test: lint
 	$(PY) -m pytest
+
+bench: $(STAMP) $(MODEL)
+	$(PY) -m bench.serve_bench
+
+# An nginx config for `make run` on :8000 plus a second replica on :8001.
+nginx-conf: $(STAMP)
+	$(PY) deploy/nginx/render.py --upstream 127.0.0.1:8000 --upstream 127.0.0.1:8001 \
+		--listen 127.0.0.1:8080 --runtime-dir /tmp/vidlstm-nginx --out build/nginx/nginx.conf
+
+deploy-check: $(STAMP)
+	$(PY) -m pytest tests/test_deploy_config.py tests/test_load_balancer.py
+
+# Builds and runs the real image on a local dockerd (root; apt docker.io debootstrap).
+image-test: $(STAMP)
+	deploy/image_test.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -24,7 +24,7 @@ import av.video
 import numpy as np
 import numpy.typing as npt
 
-from service.errors import NotAVideoError
+from service.errors import LimitExceededError, NotAVideoError
 from service.sampling import FloatArray, segment_centres
 from service.video import (
     Limits,
@@ -197,7 +197,9 @@ class _Sampler:
             if self._next is not None:
                 self.decoded += 1
                 if self.decoded > self.limits.max_frames:
-                    raise NotAVideoError("the stream holds more frames than it declares")
+                    raise LimitExceededError(
+                        f"the stream holds more than {self.limits.max_frames} frames"
+                    )
                 check_frame_size(self._next.width, self._next.height, self.limits)
         return self._next
 

@@ -122,3 +122,55 @@ class DrainingError(UnavailableError):
 
 class InternalError(VidlstmError):
     """A fault of ours; its message is logged, never sent to the client."""
+
+
+class UnsupportedMediaTypeError(ClientError):
+    """The request body is neither multipart/form-data nor a raw video."""
+
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported request content type"
+
+
+class ClientDisconnectedError(ClientError):
+    """The client went away before its upload was complete (nobody reads the answer)."""
+
+    status = 400
+    slug = "client-disconnected"
+    title = "Client disconnected during upload"
+
+
+class DecoderCrashedError(VideoError):
+    """The decoder process died on this file (segfault, killed): the file is suspect."""
+
+    status = 422
+    slug = "decoder-crashed"
+    title = "The decoder crashed on this file"
+
+
+class DecodeFailedError(VideoError):
+    """The decoder raised something unexpected on this file; logged with its traceback."""
+
+    status = 415
+    slug = "decode-failed"
+    title = "The file could not be decoded"
+
+
+class StartingError(UnavailableError):
+    slug = "starting"
+    title = "Server is starting"
+    retry_after_s = 5
+
+
+class RoutingError(ClientError):
+    """A routing-level HTTP error (404, 405, ...) raised by the framework."""
+
+    def __init__(self, status: int, title: str, slug: str) -> None:
+        super().__init__(title)
+        self.status = status
+        self.title = title
+        self.slug = slug
+
+
+class StartupError(Exception):
+    """The server cannot start (bad model file, unusable temp dir): not an HTTP error."""

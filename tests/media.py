@@ -10,6 +10,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.audio.stream
 import av.video
 import numpy as np
 import numpy.typing as npt
@@ -108,3 +109,33 @@ def expected_indices(num_frames: int, count: int) -> npt.NDArray[np.int64]:
     """Index of the frame on screen at each segment centre of a constant-rate video."""
     centres = (np.arange(count) + 0.5) * num_frames / count
     return np.floor(centres + 1e-9).astype(np.int64)
+
+
+def write_audio(path: Path, codec: str, *, seconds: float = 1.0) -> Path:
+    """An audio-only file (a sine tone) in ``codec``; the container follows the suffix."""
+    rate = 48000
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        assert isinstance(stream, av.audio.stream.AudioStream)
+        stream.layout = "mono"
+        formats = [f.name for f in stream.codec_context.codec.audio_formats or ()]
+        fmt = next(f for f in ("fltp", "flt") if f in formats)
+        size = stream.codec_context.frame_size or 960
+        t = np.arange(int(seconds * rate)) / rate
+        tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        for i, start in enumerate(range(0, len(tone) - size, size)):
+            frame = av.AudioFrame.from_ndarray(
+                tone[None, start : start + size], format=fmt, layout="mono"
+            )
+            frame.sample_rate = rate
+            frame.pts = i * size
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def write_big_frame(path: Path, width: int, height: int, fmt: Format = MJPEG_AVI) -> Path:
+    """One real frame of ``width x height`` (mostly flat, so the file stays small)."""
+    frame = np.full((1, height, width, 3), 90, dtype=np.uint8)
+    frame[0, : height // 8, : width // 8] = 200
+    return write_video(path, frame, fmt=fmt, fps=1)

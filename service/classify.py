@@ -1,0 +1,130 @@
+"""The classify pipeline: receive upload -> decode & sample -> batch -> infer -> respond.
+
+Each stage is its own module (``upload``, ``workers``, ``batcher``, ``model``);
+this one strings them together and builds the response.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from starlette.requests import Request
+
+from service.batcher import Inferred, Probabilities
+from service.errors import OverloadedError
+from service.runtime import Runtime
+from service.sampling import FloatArray
+from service.schemas import (
+    ClassifyResponse,
+    LabelScore,
+    ModelRef,
+    Segment,
+    Timing,
+    VideoSummary,
+)
+from service.upload import receive_upload
+from service.workers import DecodedVideo
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifyParams:
+    top_k: int
+    window_s: float | None  # None: whole video only, no segments
+
+
+async def classify(request: Request, runtime: Runtime, params: ClassifyParams) -> ClassifyResponse:
+    """Run one request through every stage of the pipeline."""
+    start = time.perf_counter()
+    settings, metrics = runtime.settings, runtime.metrics
+    if runtime.batcher.free_slots == 0:
+        # Fail before reading a byte: the upload would only wait behind a full queue.
+        raise OverloadedError("the inference queue is full; retry shortly")
+
+    async with receive_upload(  # receive upload
+        request, max_bytes=settings.max_upload_bytes, temp_dir=runtime.spool.path
+    ) as upload:
+        uploaded = time.perf_counter()
+        metrics.upload_bytes.observe(upload.size)
+        decoded, decode_s = await runtime.decoder.decode(  # decode & sample
+            upload.path, runtime.decode_job(params.window_s)
+        )
+    metrics.decode_seconds.observe(decode_s)
+
+    queued = time.perf_counter()
+    results = await runtime.batcher.submit([decoded.clip, *decoded.window_clips])  # batch, infer
+
+    return respond(  # respond
+        runtime,
+        decoded,
+        results,
+        top_k=params.top_k,
+        window_s=params.window_s,
+        timing=Timing(
+            upload=_ms(uploaded - start),
+            decode=_ms(decode_s),
+            queue=_ms(min(r.started for r in results) - queued),
+            inference=_ms(max(r.finished for r in results) - min(r.started for r in results)),
+            total=_ms(time.perf_counter() - start),
+        ),
+    )
+
+
+def respond(
+    runtime: Runtime,
+    decoded: DecodedVideo,
+    results: Sequence[Inferred],
+    *,
+    top_k: int,
+    window_s: float | None,
+    timing: Timing,
+) -> ClassifyResponse:
+    """The response body: whole-video result first, then one entry per window."""
+    info, labels = decoded.info, runtime.model.info.labels
+    whole = _normalised(results[0].probabilities)
+    segments = None
+    if window_s is not None:
+        segments = [
+            Segment(
+                start_s=round(float(start), 6),
+                end_s=round(float(end), 6),
+                top=_top(labels, _normalised(r.probabilities), top_k),
+            )
+            for (start, end), r in zip(decoded.windows, results[1:], strict=True)
+        ]
+    return ClassifyResponse(
+        model=ModelRef(name=runtime.model.info.name, version=runtime.model.info.version),
+        video=VideoSummary(
+            duration_s=info.duration_s,
+            fps=info.fps,
+            width=info.width,
+            height=info.height,
+            codec=info.codec,
+            container=info.container,
+            frames_used=len(decoded.clip),
+            frames_decoded=decoded.decoded_frames,
+        ),
+        top=_top(labels, whole, top_k),
+        probabilities={label: float(p) for label, p in zip(labels, whole, strict=True)},
+        segments=segments,
+        window_s=None if decoded.window_s is None else round(decoded.window_s, 6),
+        timing_ms=timing,
+    )
+
+
+def _normalised(probs: Probabilities) -> FloatArray:
+    # The graph ends in softmax; float32 rounding aside, this is a no-op.
+    p: FloatArray = probs.astype(np.float64)
+    p /= p.sum()
+    return p
+
+
+def _top(labels: Sequence[str], probs: FloatArray, k: int) -> list[LabelScore]:
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [LabelScore(label=labels[i], score=float(probs[i])) for i in order]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)

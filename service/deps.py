@@ -1,0 +1,40 @@
+"""Route dependencies as ``Annotated`` aliases, so handlers read as typed functions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.auth import check_api_key
+from service.runtime import Runtime
+from service.settings import Settings
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_app_settings(runtime: RuntimeDep) -> Settings:
+    return runtime.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def require_api_key(request: Request, settings: SettingsDep) -> None:
+    """401 unless the request carries a configured API key (no keys: open)."""
+    check_api_key(settings.api_keys, request.headers)
+
+
+def require_api_key_for_metrics(request: Request, settings: SettingsDep) -> None:
+    if settings.protect_metrics:
+        check_api_key(settings.api_keys, request.headers)
+
+
+ApiKeyDep = Annotated[None, Depends(require_api_key)]
+MetricsKeyDep = Annotated[None, Depends(require_api_key_for_metrics)]

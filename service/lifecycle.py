@@ -1,0 +1,89 @@
+"""Whether the server takes work: starting -> ready -> draining -> stopped.
+
+Readiness (``/health``) and admission (``/classify``) both read this one
+state, so they can never disagree. Draining counts the requests still being
+served so shutdown can wait for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections.abc import AsyncIterator
+
+from service.errors import DrainingError, OverloadedError, StartingError, UnavailableError
+
+
+class Phase(enum.StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class Lifecycle:
+    """The server's phase and its requests in flight."""
+
+    def __init__(self, *, max_in_flight: int) -> None:
+        self.phase = Phase.STARTING
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self.failure: str | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def ready(self) -> bool:
+        return self.phase is Phase.READY
+
+    def mark_ready(self) -> None:
+        if self.phase is Phase.STARTING:
+            self.phase = Phase.READY
+
+    def mark_failed(self, reason: str) -> None:
+        self.phase = Phase.FAILED
+        self.failure = reason
+
+    def begin_drain(self) -> None:
+        """Stop admitting work; ``/health`` turns 503 at once."""
+        if self.phase in (Phase.STARTING, Phase.READY):
+            self.phase = Phase.DRAINING
+
+    def mark_stopped(self) -> None:
+        self.phase = Phase.STOPPED
+
+    def check_admission(self) -> None:
+        """Raise the 503 a new request gets now, if any."""
+        if self.phase is Phase.READY:
+            if self.in_flight >= self.max_in_flight:
+                raise OverloadedError(f"{self.in_flight} requests in flight; retry shortly")
+            return
+        if self.phase is Phase.STARTING:
+            raise StartingError("the model is still loading and warming up")
+        if self.phase is Phase.FAILED:
+            raise UnavailableError("the server failed to start")
+        raise DrainingError("the server is shutting down; retry on another instance")
+
+    @contextlib.asynccontextmanager
+    async def work(self) -> AsyncIterator[None]:
+        """Admit one request (or raise 503) and count it until it is answered."""
+        self.check_admission()
+        self.in_flight += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight; False if ``timeout_s`` passed first."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,75 @@
+"""Prometheus metrics, in a registry of the app's own (tests run many apps at once)."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Metrics:
+    """Every metric the service exports, named ``vidlstm_*``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "vidlstm_requests", "HTTP requests answered", ["route", "method", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "vidlstm_request_duration_seconds",
+            "Time from request start to response end",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "vidlstm_requests_in_flight", "Classify requests being served", registry=r
+        )
+        self.rejections = Counter(
+            "vidlstm_rejections", "Problem responses, by problem type", ["reason"], registry=r
+        )
+        self.upload_bytes = Histogram(
+            "vidlstm_upload_bytes",
+            "Size of accepted uploads",
+            buckets=tuple(2.0**k for k in range(10, 31, 2)),
+            registry=r,
+        )
+        self.decode_seconds = Histogram(
+            "vidlstm_decode_seconds",
+            "Decode & sample time per video",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.worker_restarts = Counter(
+            "vidlstm_decode_worker_restarts",
+            "Decode workers replaced, by cause",
+            ["cause"],
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "vidlstm_inference_seconds",
+            "Time of one ONNX Runtime run",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "vidlstm_batch_size", "Clips per ONNX Runtime run", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.onnx_runs = Counter("vidlstm_onnx_runs", "ONNX Runtime runs", registry=r)
+        self.clips = Counter("vidlstm_clips_inferred", "Clips given a prediction", registry=r)
+        self.queue_depth = Gauge("vidlstm_queue_depth", "Clips waiting for inference", registry=r)
+        self.model = Info("vidlstm_model", "The model being served", registry=r)
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

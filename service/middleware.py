@@ -1,0 +1,90 @@
+"""Per-request context: request id, one JSON log line, request metrics, last-resort 500.
+
+A pure ASGI middleware (not ``BaseHTTPMiddleware``) so uploads keep streaming.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import InternalError
+from service.logs import request_id_var
+from service.metrics import Metrics
+from service.problems import problem_response
+
+log = logging.getLogger("service.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# What we accept from a client (or a proxy) as a request id; anything else is replaced.
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+def request_id_from(scope: Scope) -> str:
+    """The client's ``X-Request-ID`` if it is sane, else a fresh one."""
+    for key, value in scope.get("headers", ()):
+        if key == b"x-request-id":
+            text = bytes(value).decode("latin-1")
+            if _VALID_REQUEST_ID.fullmatch(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(scope)
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        start = time.perf_counter()
+        status = 500
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error")
+            if started:
+                raise
+            self.metrics.rejections.labels(reason=InternalError.slug).inc()
+            await problem_response(InternalError())(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            method = scope.get("method", "")
+            self.metrics.requests.labels(route=path, method=method, status=str(status)).inc()
+            self.metrics.latency.labels(route=path).observe(elapsed)
+            log.info(
+                "%s %s %d",
+                method,
+                scope.get("path", ""),
+                status,
+                extra={
+                    "method": method,
+                    "path": scope.get("path", ""),
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)

@@ -1,0 +1,177 @@
+"""HTTP routes: ``/classify``, ``/health``, ``/health/live``, ``/metrics``, ``/model``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from service.classify import ClassifyParams, classify
+from service.deps import ApiKeyDep, MetricsKeyDep, RuntimeDep
+from service.errors import ParameterError
+from service.lifecycle import Phase
+from service.runtime import Runtime
+from service.schemas import (
+    ClassifyResponse,
+    HealthResponse,
+    InputGeometry,
+    LiveResponse,
+    ModelRef,
+    ModelResponse,
+    Problem,
+)
+
+router = APIRouter()
+
+DEFAULT_TOP_K = 5
+
+_PROBLEM_TEXT = {
+    400: "No file in the request, or a malformed body (no-file, bad-request).",
+    401: "Missing or invalid API key (unauthorized).",
+    413: "Upload over the size cap, refused while streaming (payload-too-large).",
+    415: "Not a decodable video or an unsupported content type "
+    "(not-a-video, decode-failed, unsupported-media-type).",
+    422: "Video outside the limits, no video stream, decoder crash, or bad parameters "
+    "(limit-exceeded, frame-too-large, no-video-stream, decoder-crashed, invalid-parameter).",
+    503: "Queue full, starting or draining; see Retry-After (overloaded, starting, draining).",
+    504: "Decoding took longer than allowed (decode-timeout).",
+}
+
+
+def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        code: {
+            "model": Problem,
+            "description": _PROBLEM_TEXT.get(code, "Problem"),
+            "content": {"application/problem+json": {}},
+        }
+        for code in codes
+    }
+
+
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The video: a multipart 'file' field, or the raw bytes.",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+            "video/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/classify",
+    summary="Classify an uploaded video",
+    response_model=ClassifyResponse,
+    responses=_problems(400, 401, 413, 415, 422, 503, 504),
+    openapi_extra=_UPLOAD_BODY,
+)
+async def classify_video(
+    request: Request,
+    runtime: RuntimeDep,
+    _auth: ApiKeyDep,
+    top_k: Annotated[
+        int | None, Query(ge=1, description="Labels in 'top' (default 5, at most the classes).")
+    ] = None,
+    segments: Annotated[
+        bool, Query(description="Also classify consecutive windows over the whole video.")
+    ] = False,
+    window_s: Annotated[
+        float | None, Query(gt=0, description="Window length for segments (seconds).")
+    ] = None,
+) -> ClassifyResponse:
+    async with runtime.lifecycle.work():
+        params = _classify_params(runtime, top_k=top_k, segments=segments, window_s=window_s)
+        return await classify(request, runtime, params)
+
+
+def _classify_params(
+    runtime: Runtime, *, top_k: int | None, segments: bool, window_s: float | None
+) -> ClassifyParams:
+    s, classes = runtime.settings, runtime.model.info.num_classes
+    k = min(DEFAULT_TOP_K, classes) if top_k is None else top_k
+    if k > classes:
+        raise ParameterError(f"top_k must be between 1 and {classes}, the number of classes")
+    if window_s is not None and not segments:
+        raise ParameterError("window_s applies to segments; add segments=true")
+    if window_s is not None and not s.min_window_s <= window_s <= s.max_window_s:
+        raise ParameterError(
+            f"window_s must be between {s.min_window_s:g} and {s.max_window_s:g} seconds"
+        )
+    return ClassifyParams(top_k=k, window_s=(window_s or s.segment_window_s) if segments else None)
+
+
+@router.get(
+    "/health",
+    summary="Readiness: 200 when the model is warmed up and work is accepted",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "Starting, draining or failed."}},
+)
+async def health(runtime: RuntimeDep) -> JSONResponse:
+    lifecycle = runtime.lifecycle
+    loaded = runtime.loaded_model
+    body = HealthResponse(
+        status=lifecycle.phase.value,
+        model=ModelRef(name=loaded.info.name, version=loaded.info.version) if loaded else None,
+        provider=loaded.provider if loaded else None,
+        in_flight=lifecycle.in_flight,
+    )
+    if lifecycle.ready:
+        return JSONResponse(body.model_dump())
+    return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "2"})
+
+
+@router.get(
+    "/health/live",
+    summary="Liveness: the process answers (503 only if start-up failed)",
+    response_model=LiveResponse,
+)
+async def live(runtime: RuntimeDep) -> JSONResponse:
+    if runtime.lifecycle.phase is Phase.FAILED:
+        return JSONResponse({"status": "failed"}, status_code=503)
+    return JSONResponse(LiveResponse().model_dump())
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, **_problems(401)},
+)
+async def metrics(runtime: RuntimeDep, _auth: MetricsKeyDep) -> Response:
+    body, content_type = runtime.metrics.render()
+    return Response(body, media_type=content_type)
+
+
+@router.get(
+    "/model",
+    summary="The model's labels, input geometry, metadata and execution provider",
+    response_model=ModelResponse,
+    responses=_problems(401),
+)
+async def model(runtime: RuntimeDep, _auth: ApiKeyDep) -> ModelResponse:
+    m = runtime.model
+    info = m.info
+    return ModelResponse(
+        name=info.name,
+        version=info.version,
+        labels=list(info.labels),
+        input=InputGeometry(num_frames=info.num_frames, height=info.height, width=info.width),
+        sampling=info.sampling,
+        data_fingerprint=info.data_fingerprint,
+        created=info.created,
+        metrics=info.metrics,
+        metadata=info.metadata,
+        provider=m.provider,
+        providers=list(m.providers),
+    )

@@ -1,0 +1,102 @@
+"""uvicorn, with a drain on SIGTERM: ``/health`` 503 at once, requests finish, exit 0.
+
+uvicorn on its own stops accepting connections the moment SIGTERM arrives and
+then re-raises the signal, so the process dies by it. A load balancer needs
+the opposite order: keep answering (readiness 503, new work 503 draining) while
+in-flight requests complete, then close. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+from types import FrameType
+
+import uvicorn
+from pydantic import ValidationError
+
+from service.app import create_app
+from service.errors import StartupError
+from service.lifecycle import Phase
+from service.logs import configure_logging
+from service.runtime import Runtime, preflight
+from service.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# After the drain, connections only have responses left to write.
+CLOSE_TIMEOUT_S = 5
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.started or self._loop is None or self._drain is not None:
+            super().handle_exit(sig, frame)  # not serving yet, or a second signal: stop now
+            if self._drain is not None:
+                self.force_exit = True
+            return
+        log.info("signal %d: draining", sig)
+        # Not recorded as captured: uvicorn would re-raise it and we would not exit 0.
+        self._loop.call_soon_threadsafe(self._begin_drain)
+
+    def _begin_drain(self) -> None:
+        if self._drain is None:
+            self._drain = asyncio.get_running_loop().create_task(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        await self.runtime.drain()
+        self.should_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.runtime.lifecycle.phase is Phase.FAILED:
+            return True
+        return await super().on_tick(counter)
+
+
+def serve(settings: Settings) -> int:
+    """Run the service until it is stopped; returns the process exit code."""
+    try:
+        model = preflight(settings)
+    except StartupError as err:
+        log.error("cannot start: %s", err)
+        return 2
+    app = create_app(settings, model=model)
+    runtime: Runtime = app.state.runtime
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        ws="none",
+        timeout_graceful_shutdown=CLOSE_TIMEOUT_S,
+    )
+    DrainingServer(config, runtime).run()
+    if runtime.lifecycle.phase is Phase.FAILED:
+        log.error("stopped: %s", runtime.lifecycle.failure)
+        return 1
+    return 0
+
+
+def main() -> None:
+    try:
+        settings = get_settings()
+    except ValidationError as err:
+        print(f"vidlstm: invalid settings (VIDLSTM_*):\n{err}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging(settings.log_level)
+    sys.exit(serve(settings))

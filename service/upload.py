@@ -1,0 +1,248 @@
+"""Receive upload: stream the request body to a temp file, never holding it whole.
+
+Accepts ``multipart/form-data`` with a ``file`` field (parsed incrementally by
+python-multipart's streaming parser) or a raw body typed ``video/*`` or
+``application/octet-stream``. The size cap is enforced while reading: a
+declared ``Content-Length`` over it is refused before a byte is read, and a
+body that grows past it is refused on the chunk that crosses it. The temp file
+gets a name of ours (the client's filename never touches a path) and is
+removed whatever happens: success, error, or a client that disconnects. Each
+server process spools into a directory of its own, removed at shutdown; one
+left behind by a killed process is swept at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from service.errors import (
+    ClientDisconnectedError,
+    ClientError,
+    NoFileError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
+
+log = logging.getLogger(__name__)
+
+FILE_FIELD = "file"
+SPOOL_PREFIX = "vidlstm-spool-"
+RAW_TYPES = ("application/octet-stream",)
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """The spooled upload: our own temp path and how many bytes the file holds."""
+
+    path: Path
+    size: int
+    body_bytes: int
+
+
+class Spool:
+    """This process's directory for uploads in flight, under ``parent``."""
+
+    def __init__(self, parent: Path) -> None:
+        self.parent = parent
+        self._path: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        if self._path is None:
+            raise RuntimeError("the spool is not open")
+        return self._path
+
+    def open(self) -> Path:
+        self.sweep()
+        self._path = Path(tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-", dir=self.parent))
+        return self._path
+
+    def close(self) -> None:
+        if self._path is not None:
+            shutil.rmtree(self._path, ignore_errors=True)
+            self._path = None
+
+    def sweep(self) -> None:
+        """Remove spools of processes that no longer exist (killed before cleaning up)."""
+        for stale in self.parent.glob(SPOOL_PREFIX + "*"):
+            pid = stale.name.removeprefix(SPOOL_PREFIX).split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                log.warning("removing the spool of a dead process", extra={"spool": str(stale)})
+                shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+@contextlib.asynccontextmanager
+async def receive_upload(
+    request: Request, *, max_bytes: int, temp_dir: Path
+) -> AsyncIterator[Upload]:
+    """Spool the request's video to a temp file in ``temp_dir``; removed on exit."""
+    sink = _sink_for(request.headers.get("content-type"))
+    _check_declared_length(request.headers.get("content-length"), max_bytes)
+    fd, name = tempfile.mkstemp(prefix="vidlstm-", suffix=".upload", dir=temp_dir)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            body_bytes = await _spool(request, sink, file, max_bytes)
+            size = file.tell()
+        if not sink.found:
+            raise NoFileError(f"no {FILE_FIELD!r} field in the multipart body")
+        if size == 0:
+            raise NoFileError("the uploaded file is empty")
+        yield Upload(path=path, size=size, body_bytes=body_bytes)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def _spool(request: Request, sink: _Sink, file: BinaryIO, max_bytes: int) -> int:
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > max_bytes:
+                raise PayloadTooLargeError(f"the upload exceeds {max_bytes} bytes")
+            data = sink.feed(chunk)
+            if data:
+                # Off the event loop: a slow disk must not stall other requests.
+                await asyncio.to_thread(file.write, data)
+    except ClientDisconnect as err:
+        raise ClientDisconnectedError("the client disconnected during the upload") from err
+    sink.finish()
+    return received
+
+
+def _check_declared_length(value: str | None, max_bytes: int) -> None:
+    if value is None:
+        return
+    try:
+        declared = int(value)
+    except ValueError as err:
+        raise ClientError("Content-Length is not a number") from err
+    if declared > max_bytes:
+        raise PayloadTooLargeError(f"the upload ({declared} bytes) exceeds {max_bytes} bytes")
+
+
+def _sink_for(content_type: str | None) -> _Sink:
+    if not content_type:
+        raise UnsupportedMediaTypeError(
+            "send multipart/form-data with a 'file' field, or a video/* body"
+        )
+    mime, params = parse_options_header(content_type)
+    kind = mime.decode("latin-1").lower()
+    if kind == "multipart/form-data":
+        boundary = params.get(b"boundary")
+        if not boundary:
+            raise ClientError("multipart/form-data without a boundary")
+        return _MultipartSink(boundary)
+    if kind.startswith("video/") or kind in RAW_TYPES:
+        return _Sink()
+    raise UnsupportedMediaTypeError(
+        f"content type {kind!r} is not accepted; send multipart/form-data or video/*"
+    )
+
+
+class _Sink:
+    """A raw body: every byte is the file."""
+
+    found = True
+
+    def feed(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def finish(self) -> None:
+        return None
+
+
+class _MultipartSink(_Sink):
+    """Picks the first ``file`` part out of a multipart body as it streams by."""
+
+    def __init__(self, boundary: bytes) -> None:
+        self.found = False
+        self._capturing = False
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[str, bytes] = {}
+        self._out: list[bytes] = []
+        self._ended = False
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": self._header_field_data,
+                "on_header_value": self._header_value_data,
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": self._part_data,
+                "on_part_end": self._part_end,
+                "on_end": self._end,
+            },
+        )
+
+    def feed(self, chunk: bytes) -> bytes:
+        try:
+            self._parser.write(chunk)
+        except MultipartParseError as err:
+            raise ClientError("malformed multipart body") from err
+        data, self._out = b"".join(self._out), []
+        return data
+
+    def finish(self) -> None:
+        try:
+            self._parser.finalize()
+        except MultipartParseError as err:
+            raise ClientError("malformed multipart body") from err
+        if not self._ended:
+            raise ClientError("malformed multipart body: no closing boundary")
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+
+    def _header_field_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._header_field.decode("latin-1").lower()] = bytes(self._header_value)
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _headers_finished(self) -> None:
+        _, params = parse_options_header(self._headers.get("content-disposition"))
+        name = params.get(b"name", b"").decode("latin-1")
+        self._capturing = name == FILE_FIELD and not self.found
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._capturing:
+            self._out.append(data[start:end])
+
+    def _end(self) -> None:
+        self._ended = True
+
+    def _part_end(self) -> None:
+        if self._capturing:
+            self.found = True
+            self._capturing = False

@@ -1,0 +1,223 @@
+"""Decode & sample in a pool of worker processes, behind ``await decoder.decode(path, job)``.
+
+A decoder is native code fed with strangers' files: it may crash, hang or eat
+memory. Each decode runs in a pebble worker process with a time limit, so a
+crash or a hang fails only its own request (422 ``decoder-crashed`` / 504) and
+pebble starts a fresh worker. Workers are spawned, not forked: the serving
+process has threads (ONNX Runtime, the event loop's executors) that a fork
+would copy mid-flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError as FutureCancelledError
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from pebble import ProcessExpired, ProcessPool
+
+from service.decode import decode_at, decode_clip
+from service.errors import (
+    DecodeFailedError,
+    DecoderCrashedError,
+    DecodeTimeoutError,
+    InternalError,
+    VidlstmError,
+)
+from service.sampling import FloatArray, segment_centres, window_bounds, window_centres
+from service.video import Limits, VideoInfo
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[str], None]
+_hook: Hook | None = None  # set in each worker by _init_worker
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeJob:
+    """What to sample from one video: the model's geometry, the limits, the windows."""
+
+    num_frames: int
+    height: int
+    width: int
+    limits: Limits
+    window_s: float | None = None  # None: the whole video only
+    max_segments: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedVideo:
+    """The whole-video clip and, with segments, one clip per window."""
+
+    info: VideoInfo
+    clip: npt.NDArray[np.uint8]  # (T, H, W, 3)
+    windows: FloatArray  # (W, 2) [start, end) seconds; (0, 2) without segments
+    window_clips: npt.NDArray[np.uint8]  # (W, T, H, W, 3)
+    decoded_frames: int
+    window_s: float | None = None  # the window length used, with segments
+
+
+def effective_window(duration_s: float, window_s: float, max_segments: int) -> float:
+    """``window_s``, stretched so that at most ``max_segments`` windows cover the video."""
+    return max(window_s, duration_s / max_segments)
+
+
+def segment_windows(info: VideoInfo, window_s: float, max_segments: int) -> FloatArray:
+    """``(W, 2)`` consecutive ``[start, end)`` windows covering the whole video."""
+    window = effective_window(info.duration_s, window_s, max_segments)
+    return window_bounds(info.duration_s, window, start_s=info.start_s)
+
+
+def decode_job(path: str, job: DecodeJob) -> DecodedVideo:
+    """Decode & sample (runs in a worker): one pass for the whole video and all its windows."""
+    if _hook is not None:
+        _hook(path)
+    t, h, w = job.num_frames, job.height, job.width
+    if job.window_s is None:
+        clip = decode_clip(path, num_frames=t, limits=job.limits, height=h, width=w)
+        windows, window = np.empty((0, 2), dtype=np.float64), None
+    else:
+        window_s, max_segments = job.window_s, job.max_segments
+
+        def times(info: VideoInfo) -> FloatArray:
+            whole = segment_centres(info.duration_s, t, start_s=info.start_s)
+            bounds = segment_windows(info, window_s, max_segments)
+            return np.concatenate([whole, window_centres(bounds, t).ravel()])
+
+        clip = decode_at(path, times, limits=job.limits, height=h, width=w)
+        windows = segment_windows(clip.info, window_s, max_segments)
+        window = effective_window(clip.info.duration_s, window_s, max_segments)
+    return DecodedVideo(
+        info=clip.info,
+        clip=clip.frames[:t],
+        windows=windows,
+        window_clips=clip.frames[t:].reshape(len(windows), t, h, w, 3),
+        decoded_frames=clip.decoded_frames,
+        window_s=window,
+    )
+
+
+def ping() -> bool:
+    """A no-op task: proves a worker has started and imported the decoder."""
+    return True
+
+
+def _init_worker(hook: str | None) -> None:
+    global _hook  # noqa: PLW0603 - per-process state set once by pebble's initializer
+    # Ctrl-C reaches the whole process group; the parent drains and stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hook:
+        module, _, name = hook.partition(":")
+        _hook = getattr(importlib.import_module(module), name)
+
+
+class DecodePool:
+    """Worker processes that turn an uploaded file into clips."""
+
+    def __init__(
+        self,
+        *,
+        workers: int,
+        timeout_s: float,
+        hook: str | None = None,
+        on_restart: Callable[[str], None] = lambda cause: None,
+    ) -> None:
+        self.workers = workers
+        self.timeout_s = timeout_s
+        self._hook = hook
+        self._on_restart = on_restart
+        self._pool: ProcessPool | None = None
+
+    def start(self) -> None:
+        self._pool = ProcessPool(
+            max_workers=self.workers,
+            initializer=_init_worker,
+            initargs=(self._hook,),
+            context=multiprocessing.get_context("spawn"),
+        )
+
+    async def warm_up(self) -> None:
+        """Start every worker and let it import the decoder before traffic arrives."""
+        pool = self._running_pool()
+        futures = [asyncio.wrap_future(pool.schedule(ping)) for _ in range(self.workers)]
+        await asyncio.gather(*futures)
+
+    async def decode(self, path: Path, job: DecodeJob) -> tuple[DecodedVideo, float]:
+        """Decode & sample ``path`` in a worker; returns the clips and the seconds it took."""
+        start = time.perf_counter()
+        future = self._running_pool().schedule(
+            decode_job, args=(str(path), job), timeout=self.timeout_s
+        )
+        try:
+            decoded: DecodedVideo = await asyncio.wrap_future(future)
+        except VidlstmError:
+            raise
+        except TimeoutError as err:
+            self._restarted("timeout")
+            raise DecodeTimeoutError(
+                f"decoding took longer than {self.timeout_s:g} s and was stopped"
+            ) from err
+        except ProcessExpired as err:
+            self._restarted("crash")
+            raise DecoderCrashedError(
+                f"the decoder process died ({_describe_exit(err.exitcode)}) on this file"
+            ) from err
+        except (FutureCancelledError, asyncio.CancelledError):
+            future.cancel()  # type: ignore[no-untyped-call]  # pebble kills a running task
+            raise
+        except FileNotFoundError as err:
+            raise InternalError("the spooled upload disappeared before decoding") from err
+        except Exception as err:
+            # Whatever else a decoder throws on a client's file is the file's fault.
+            log.warning(
+                "decoder failed: %r", err, extra={"traceback": getattr(err, "traceback", None)}
+            )
+            raise DecodeFailedError("the decoder failed on this file") from err
+        return decoded, time.perf_counter() - start
+
+    def close(self) -> None:
+        """Stop the workers (those still decoding are killed)."""
+        if self._pool is not None:
+            self._pool.stop()  # type: ignore[no-untyped-call]
+            self._pool.join(timeout=10)
+            self._pool = None
+
+    def _running_pool(self) -> ProcessPool:
+        pool = self._pool
+        if pool is None:
+            raise InternalError("the decode pool is not running")
+        if not pool.active:
+            # pebble gives up on the whole pool when a worker dies while idle;
+            # a fresh pool is cheaper than a server that can no longer decode.
+            log.warning("decode pool broken; starting a new one")
+            self._restarted("pool")
+            pool.stop()  # type: ignore[no-untyped-call]
+            # Reaping the old pool's threads and workers can block; not on the event loop.
+            threading.Thread(target=pool.join, name="reap-decode-pool", daemon=True).start()
+            self.start()
+            assert self._pool is not None
+            pool = self._pool
+        return pool
+
+    def _restarted(self, cause: str) -> None:
+        log.warning("decode worker replaced", extra={"cause": cause})
+        self._on_restart(cause)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            pass
+    return f"exit code {code}"

@@ -1,0 +1,36 @@
+"""Fault injection for the decode workers (``VIDLSTM_DEBUG_DECODE_HOOK=tests.faults:inject``).
+
+The hook runs in the worker before each decode and acts on a marker at the
+start of the uploaded file, so a test chooses the fault by what it uploads.
+``VIDLSTM_TEST_DECODE_DELAY_S`` slows every decode down (drain tests).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from pathlib import Path
+
+CRASH = b"VIDLSTM-FAULT-SIGKILL"
+SEGFAULT = b"VIDLSTM-FAULT-SEGV"
+HANG = b"VIDLSTM-FAULT-HANG"
+RAISE = b"VIDLSTM-FAULT-RAISE"
+DELAY_ENV = "VIDLSTM_TEST_DECODE_DELAY_S"
+
+
+def inject(path: str) -> None:
+    head = Path(path).read_bytes()[:64]
+    if head.startswith(CRASH):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if head.startswith(SEGFAULT):
+        ctypes.string_at(0)  # reads address 0: SIGSEGV
+    if head.startswith(RAISE):
+        raise RuntimeError("unexpected failure inside the decoder at /secret/path")
+    if head.startswith(HANG):
+        while True:
+            time.sleep(1)
+    delay = float(os.environ.get(DELAY_ENV, "0"))
+    if delay > 0:
+        time.sleep(delay)

@@ -1,0 +1,231 @@
+"""Start-up, readiness, draining and SIGTERM, in-process and with a real ``python -m service``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from service.app import create_app
+from service.errors import PROBLEM_BASE
+from service.model import Model, load_model
+from tests import faults
+from tests.conftest import MakeSettings
+from tests.serving import serve_in_thread
+
+REPO = Path(__file__).resolve().parents[1]
+RAW = {"Content-Type": "video/mp4"}
+
+
+def gated_model(path: Path) -> tuple[Model, threading.Event]:
+    """The tiny model, whose runs wait while the returned event is clear."""
+    model = load_model(path, providers=("CPUExecutionProvider",))
+    gate = threading.Event()
+    run = model.run
+
+    def gated(frames: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        gate.wait(30)
+        return run(frames)
+
+    model.run = gated  # type: ignore[method-assign]
+    return model, gate
+
+
+def test_health_is_503_until_warmed_up(make_settings: MakeSettings, mp4: Path) -> None:
+    settings = make_settings()
+    model, gate = gated_model(settings.model_path)
+    with serve_in_thread(create_app(settings, model=model), wait_ready=False) as served:
+        starting = httpx.get(f"{served.base_url}/health")
+        live = httpx.get(f"{served.base_url}/health/live")
+        refused = httpx.post(f"{served.base_url}/classify", content=mp4.read_bytes(), headers=RAW)
+        gate.set()
+        deadline = time.monotonic() + 20
+        while not served.runtime.lifecycle.ready and time.monotonic() < deadline:
+            time.sleep(0.02)
+        ready = httpx.get(f"{served.base_url}/health")
+
+    assert starting.status_code == 503
+    assert starting.json()["status"] == "starting"
+    assert "retry-after" in starting.headers
+    assert live.status_code == 200
+    assert refused.status_code == 503
+    assert refused.json()["type"] == PROBLEM_BASE + "starting"
+    assert ready.status_code == 200
+
+
+def test_drain_finishes_in_flight_work_and_refuses_new(
+    make_settings: MakeSettings, mp4: Path
+) -> None:
+    settings = make_settings()
+    model, gate = gated_model(settings.model_path)
+    gate.set()
+    data = mp4.read_bytes()
+    with serve_in_thread(create_app(settings, model=model)) as served:
+        gate.clear()
+        in_flight: list[httpx.Response] = []
+        worker = threading.Thread(
+            target=lambda: in_flight.append(
+                httpx.post(f"{served.base_url}/classify", content=data, headers=RAW, timeout=30)
+            )
+        )
+        worker.start()
+        deadline = time.monotonic() + 20
+        while served.runtime.lifecycle.in_flight == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        drained: list[bool] = []
+        drainer = threading.Thread(
+            target=lambda: drained.append(served.call(served.runtime.drain()))
+        )
+        drainer.start()
+        time.sleep(0.1)
+        health = httpx.get(f"{served.base_url}/health")
+        refused = httpx.post(f"{served.base_url}/classify", content=data, headers=RAW)
+        gate.set()
+        worker.join(30)
+        drainer.join(30)
+
+    assert health.status_code == 503
+    assert health.json()["status"] == "draining"
+    assert refused.status_code == 503
+    assert refused.json()["type"] == PROBLEM_BASE + "draining"
+    assert refused.headers["retry-after"] == "2"
+    assert [r.status_code for r in in_flight] == [200]
+    assert drained == [True]
+
+
+# -- a real process ---------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def service_process(
+    tiny_model: Path, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    port, spool = free_port(), tmp_path / "spool"
+    spool.mkdir()
+    env = {
+        **os.environ,
+        "VIDLSTM_MODEL_PATH": str(tiny_model),
+        "VIDLSTM_PORT": str(port),
+        "VIDLSTM_TEMP_DIR": str(spool),
+        "VIDLSTM_DECODE_WORKERS": "2",
+        "VIDLSTM_INTRA_OP_THREADS": "1",
+        "VIDLSTM_PROVIDERS": "cpu",
+        "VIDLSTM_DEBUG_DECODE_HOOK": "tests.faults:inject",
+        faults.DELAY_ENV: "1.0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "service did not become ready"
+            time.sleep(0.1)
+        yield proc, base, spool
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+async def test_sigterm_under_load_loses_no_request(
+    service_process: tuple[subprocess.Popen[str], str, Path], mp4: Path
+) -> None:
+    proc, base, spool = service_process
+    data = mp4.read_bytes()
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        # Two workers, 1 s per decode: four requests keep the server busy ~2 s.
+        requests = [
+            asyncio.create_task(client.post("/classify", content=data, headers=RAW))
+            for _ in range(4)
+        ]
+        while (await client.get("/health")).json()["in_flight"] < 4:
+            await asyncio.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        health = await client.get("/health")
+        refused = await client.post("/classify", content=data, headers=RAW)
+        answers = await asyncio.gather(*requests)
+
+    output, _ = await asyncio.to_thread(proc.communicate, timeout=30)
+    assert health.status_code == 503
+    assert health.json()["status"] == "draining"
+    assert refused.status_code == 503
+    assert refused.json()["type"] == PROBLEM_BASE + "draining"
+    assert "retry-after" in refused.headers
+    assert [r.status_code for r in answers] == [200] * 4
+    assert proc.returncode == 0, output
+    assert list(spool.iterdir()) == []
+    # Every log line is JSON, and each request got one line with its id.
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    access = [e for e in lines if e["logger"] == "service.access" and e["path"] == "/classify"]
+    assert len(access) == 5
+    assert all(e["request_id"] and "duration_ms" in e for e in access)
+
+
+def test_bad_model_file_is_one_clear_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "model.onnx"
+    bogus.write_bytes(b"not onnx")
+    result = subprocess.run(
+        [sys.executable, "-m", "service"],
+        check=False,
+        cwd=REPO,
+        env={**os.environ, "VIDLSTM_MODEL_PATH": str(bogus), "VIDLSTM_PORT": str(free_port())},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (line,) = [json.loads(x) for x in result.stderr.splitlines()]
+    assert line["level"] == "error"
+    assert "cannot start" in line["msg"] and "onnxruntime cannot load" in line["msg"]
+
+
+def test_invalid_settings_are_one_clear_error() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service"],
+        check=False,
+        cwd=REPO,
+        env={**os.environ, "VIDLSTM_MAX_BATCH_SIZE": "zero"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "max_batch_size" in result.stderr

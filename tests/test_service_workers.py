@@ -1,0 +1,145 @@
+"""A decode worker that crashes or hangs fails only its own request; the pool recovers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.app import create_app
+from service.errors import PROBLEM_BASE
+from service.video import Limits
+from service.workers import DecodeJob, DecodePool
+from tests import faults
+from tests.conftest import MakeSettings, make_test_settings
+from tests.serving import Served, serve_in_thread
+
+DECODE_TIMEOUT_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def faulty(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    settings = make_test_settings(
+        tiny_model,
+        tmp_path_factory.mktemp("spool"),
+        decode_workers=2,
+        decode_timeout_s=DECODE_TIMEOUT_S,
+        debug_decode_hook="tests.faults:inject",
+    )
+    with serve_in_thread(create_app(settings)) as served:
+        yield served
+
+
+def post(served: Served, data: bytes) -> httpx.Response:
+    return httpx.post(
+        f"{served.base_url}/classify",
+        content=data,
+        headers={"Content-Type": "video/mp4"},
+        timeout=30,
+    )
+
+
+def restarts(served: Served, cause: str) -> float:
+    text = httpx.get(f"{served.base_url}/metrics").text
+    match = re.search(
+        rf'^vidlstm_decode_worker_restarts_total\{{cause="{cause}"\}} (\S+)$', text, re.MULTILINE
+    )
+    return float(match.group(1)) if match else 0.0
+
+
+@pytest.mark.parametrize(
+    ("marker", "signal_name"), [(faults.CRASH, "SIGKILL"), (faults.SEGFAULT, "SIGSEGV")]
+)
+async def test_crashed_worker_fails_only_its_request(
+    faulty: Served, mp4: Path, marker: bytes, signal_name: str
+) -> None:
+    before = restarts(faulty, "crash")
+    async with httpx.AsyncClient(base_url=faulty.base_url, timeout=30) as client:
+        headers = {"Content-Type": "video/mp4"}
+        crash, *others = await asyncio.gather(
+            client.post("/classify", content=marker + b"\0" * 1000, headers=headers),
+            *(
+                client.post("/classify", content=mp4.read_bytes(), headers=headers)
+                for _ in range(3)
+            ),
+        )
+        after_crash = await client.post("/classify", content=mp4.read_bytes(), headers=headers)
+
+    assert crash.status_code == 422
+    assert crash.headers["content-type"] == "application/problem+json"
+    assert crash.json()["type"] == PROBLEM_BASE + "decoder-crashed"
+    assert signal_name in crash.json()["detail"]
+    assert [r.status_code for r in others] == [200, 200, 200]
+    assert after_crash.status_code == 200
+    assert restarts(faulty, "crash") == before + 1
+    assert list(faulty.runtime.spool.path.iterdir()) == []
+
+
+def test_hanging_decode_times_out(faulty: Served, mp4: Path) -> None:
+    before = restarts(faulty, "timeout")
+    start = time.monotonic()
+    hung = post(faulty, faults.HANG + b"\0" * 1000)
+    elapsed = time.monotonic() - start
+
+    assert hung.status_code == 504
+    assert hung.json()["type"] == PROBLEM_BASE + "decode-timeout"
+    assert DECODE_TIMEOUT_S <= elapsed < DECODE_TIMEOUT_S + 5
+    assert restarts(faulty, "timeout") == before + 1
+    # Both workers are usable again.
+    assert [post(faulty, mp4.read_bytes()).status_code for _ in range(3)] == [200] * 3
+    assert httpx.get(f"{faulty.base_url}/health").status_code == 200
+
+
+def test_unexpected_decoder_error_is_415_without_internals(faulty: Served, mp4: Path) -> None:
+    response = post(faulty, faults.RAISE + b"\0" * 1000)
+
+    assert response.status_code == 415
+    assert response.json()["type"] == PROBLEM_BASE + "decode-failed"
+    assert "secret" not in response.text
+    assert post(faulty, mp4.read_bytes()).status_code == 200
+
+
+def test_fault_hook_is_off_by_default(make_settings: MakeSettings) -> None:
+    assert make_settings().debug_decode_hook is None
+
+
+def spawned_children() -> set[int]:
+    """Our child processes started by multiprocessing's spawn (decode workers)."""
+    pid = os.getpid()
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError):
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.add(int(child))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+async def test_worker_killed_while_idle_is_replaced(mp4: Path) -> None:
+    """pebble gives up on a pool whose idle worker dies; the next decode still works."""
+    causes: list[str] = []
+    pool = DecodePool(workers=2, timeout_s=10, on_restart=causes.append)
+    before = spawned_children()
+    pool.start()
+    try:
+        await pool.warm_up()
+        victim = min(spawned_children() - before)
+        os.kill(victim, signal.SIGKILL)
+        await asyncio.sleep(0.5)  # let pebble notice
+
+        job = DecodeJob(num_frames=8, height=32, width=32, limits=Limits())
+        decoded, _ = await pool.decode(mp4, job)
+    finally:
+        await asyncio.to_thread(pool.close)
+
+    assert decoded.clip.shape == (8, 32, 32, 3)
+    assert causes == ["pool"]
