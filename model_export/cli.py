@@ -1,0 +1,112 @@
+"""Command line: ``python -m model_export synth|train|export|report|all``.
+
+``all`` runs every stage: the synthetic data (unless ``--data`` names a
+folder), training of the LSTM, the mean-pool CNN and the SVM, export to
+``OUT/vidlstm.onnx`` with verification, and ``OUT/report.md`` + ``report.json``.
+The same seed gives the same data and the same model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from model_export.pipeline import (
+    RunConfig,
+    export_model,
+    synthesize,
+    train_models,
+    verify_model,
+    write_run_report,
+)
+
+log = logging.getLogger("model_export")
+
+STAGES = ("synth", "train", "export", "report", "all")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_export",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    from model_export.synth.cli import add_arguments as add_synth_arguments  # noqa: PLC0415
+
+    synth = commands.add_parser("synth", help="generate the synthetic data set only")
+    add_synth_arguments(synth)
+    for name, text in (
+        ("train", "train the LSTM, the mean-pool CNN and the SVM; score them"),
+        ("export", "export OUT/vidlstm.onnx and verify it against PyTorch"),
+        ("report", "write OUT/report.md and OUT/report.json"),
+        ("all", "synth (without --data) -> train -> export -> verify -> report"),
+    ):
+        _add_run_arguments(commands.add_parser(name, help=text))
+    return parser
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    p.add_argument("--data", type=Path, help="labelled folder DATA/<label>/<videos> "
+                   "(or DATA/{train,val,test}/<label>/...); default: synthetic data")  # fmt: skip
+    p.add_argument("--out", type=Path, default=d.out, help="model, report and checkpoints")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="most epochs per model")
+    p.add_argument("--frames", type=int, default=d.num_frames, help="frames per clip (T)")
+    p.add_argument("--height", type=int, default=d.height)
+    p.add_argument("--width", type=int, default=d.width)
+    p.add_argument("--per-class", type=int, default=d.per_class, help="synthetic videos/label")
+    p.add_argument("--alt-per-class", type=int, default=d.alt_per_class,
+                   help="alt-style synthetic videos per label (generalisation check)")  # fmt: skip
+    p.add_argument("--synth-dir", type=Path, default=d.synth_dir)
+    p.add_argument("--alt-dir", type=Path, default=d.alt_dir)
+    p.add_argument("--cache", type=Path, default=d.cache_dir, help="decoded-clip cache")
+    p.add_argument("--workers", type=int, default=d.workers, help="decode/render processes")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(
+        out=args.out,
+        data=args.data,
+        synth_dir=args.synth_dir,
+        alt_dir=args.alt_dir,
+        cache_dir=args.cache,
+        seed=args.seed,
+        epochs=args.epochs,
+        num_frames=args.frames,
+        height=args.height,
+        width=args.width,
+        per_class=args.per_class,
+        alt_per_class=args.alt_per_class,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    start = time.perf_counter()
+    if args.command == "synth":
+        from model_export.synth.cli import run as run_synth  # noqa: PLC0415
+
+        run_synth(args)
+        return 0
+    cfg = run_config(args)
+    if args.command in ("train", "all"):
+        if args.command == "all" and cfg.data is None:
+            synthesize(cfg)
+        train_models(cfg)
+    if args.command in ("export", "all"):
+        export_model(cfg)
+    onnx_accuracy = verify_model(cfg) if args.command in ("export", "all") else None
+    if args.command in ("report", "all"):
+        write_run_report(cfg, onnx_accuracy=onnx_accuracy)
+    log.info("%s finished in %.1f s", args.command, time.perf_counter() - start)
+    return 0

@@ -1,0 +1,335 @@
+"""Models: a per-frame CNN encoder followed by an LSTM, or by a mean over time.
+
+Every model takes what the service feeds it, ``(N, T, H, W, 3) uint8`` RGB,
+and does the scaling (/255) and mean/std normalisation inside the graph, so
+the exported file is the whole preprocessing contract. ``forward`` returns
+probabilities ``(N, C) float32``; training calls :meth:`VideoClassifier.logits`.
+
+The classes are motions, so the encoder must keep *where* things are: it
+appends two coordinate channels to the input (CoordConv), reads learnt
+keypoints as coordinates (spatial softmax) and flattens its small final
+feature map instead of pooling it away.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from model_export.motion import ChangeMoments, FlowField, FrameMotion
+
+log = logging.getLogger(__name__)
+
+Arch = Literal["lstm", "mean_pool"]
+ARCHS: tuple[Arch, ...] = ("lstm", "mean_pool")
+
+# ImageNet statistics: neutral for synthetic data, right for a pretrained backbone.
+RGB_MEAN = (0.485, 0.456, 0.406)
+RGB_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """What a classifier looks like; everything needed to build it again."""
+
+    num_classes: int
+    arch: Arch = "lstm"
+    height: int = 64
+    width: int = 64
+    stem: int = 4  # the first layer cuts the frame into stem x stem patches
+    channels: tuple[int, ...] = (32, 32, 48, 64)  # stem, 3x3 at stem resolution, stride-2 3x3s
+    feature_dim: int = 64
+    keypoints: int = 16  # spatial-softmax keypoints (5 numbers each) beside the projection
+    hidden_size: int = 128
+    num_layers: int = 1
+    dropout: float = 0.2
+    forget_bias: float = 2.0  # sigmoid(2) = 0.88: memory spans the clip from the start
+    deltas: bool = True  # LSTM only: also f_t - f_(t-1) and f_t - f_0 (change tells motions apart)
+    change_channels: int = 8  # LSTM only: feature maps whose change since frame 0 is measured
+    pixel_motion: bool = True  # LSTM only: also the motion of the (half-size) pixels themselves
+    flow_cell: int = 4  # LSTM only: optical flow of half-size pixels in cells this big (0: off)
+    backbone_weights: Path | None = None  # a local torchvision ResNet-18 state dict
+
+
+class Normalize(nn.Module):
+    """``(N, T, H, W, 3) uint8 -> (N*T, 3, H, W) float32``, scaled and standardised."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(RGB_STD).view(1, 3, 1, 1))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        h, w = frames.shape[2], frames.shape[3]
+        x = frames.reshape(-1, h, w, 3).permute(0, 3, 1, 2).float() / 255.0
+        return (x - self.mean) / self.std
+
+
+class CoordConv(nn.Module):
+    """Appends x and y coordinate planes in ``[-1, 1]``: ``(B, C, H, W) -> (B, C+2, H, W)``."""
+
+    grid: torch.Tensor
+
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__()
+        ys = torch.linspace(-1.0, 1.0, height).view(1, 1, height, 1).expand(1, 1, height, width)
+        xs = torch.linspace(-1.0, 1.0, width).view(1, 1, 1, width).expand(1, 1, height, width)
+        self.register_buffer("grid", torch.cat([xs, ys], dim=1).contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.grid.expand(x.shape[0], -1, -1, -1)], dim=1)
+
+
+def _conv_block(c_in: int, c_out: int, *, kernel: int, stride: int) -> list[nn.Module]:
+    padding = 0 if kernel == stride else kernel // 2
+    return [
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class SpatialSoftmax(nn.Module):
+    """Keypoints: where each channel's mass lies, and how it is spread and turned.
+
+    ``(B, K, h, w) -> (B, 5K)``: per channel, under a softmax over its map,
+    the mean ``(x, y)`` in ``[-1, 1]`` and the second moments ``(xx, yy, xy)``
+    about it. Their changes over time ARE the motion: a shift moves the mean,
+    a zoom grows the spread, a turn rotates the moments (and a marker's mean).
+    """
+
+    grid: torch.Tensor
+
+    def __init__(self, channels: int, height: int, width: int) -> None:
+        super().__init__()
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1.0, 1.0, height), torch.linspace(-1.0, 1.0, width), indexing="ij"
+        )
+        x, y = xs.reshape(-1), ys.reshape(-1)
+        self.register_buffer("grid", torch.stack([x, y, x * x, y * y, x * y], dim=1))
+        # Sharp from the start, so keypoints follow salient things before any training.
+        self.log_temperature = nn.Parameter(torch.full((channels,), -1.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, k = x.shape[0], x.shape[1]
+        logits = x.flatten(2) * torch.exp(-self.log_temperature).view(1, k, 1)
+        raw = torch.softmax(logits, dim=2) @ self.grid  # (B, K, 5) raw moments
+        mx, my = raw[..., 0], raw[..., 1]
+        central = [mx, my, raw[..., 2] - mx * mx, raw[..., 3] - my * my, raw[..., 4] - mx * my]
+        return torch.stack(central, dim=2).reshape(b, 5 * k)
+
+
+class FrameEncoder(nn.Module):
+    """Small CNN from scratch: ``(B, 3, H, W) float -> (B, feature_dim + 5 * keypoints)``.
+
+    A patchify stem (``stem x stem`` kernel and stride: cheap on a CPU) and a
+    3x3 block at that resolution feed two heads that both keep position:
+    spatial-softmax keypoints, and stride-2 blocks down to a map a few pixels
+    a side that is flattened (not pooled) and projected.
+    """
+
+    def __init__(
+        self,
+        *,
+        height: int,
+        width: int,
+        stem: int,
+        channels: tuple[int, ...],
+        feature_dim: int,
+        keypoints: int,
+        change_channels: int = 0,
+    ):
+        super().__init__()
+        if len(channels) < 2:
+            raise ValueError("channels needs at least the stem and one 3x3 block")
+        self.trunk = nn.Sequential(
+            CoordConv(height, width),
+            *_conv_block(5, channels[0], kernel=stem, stride=stem),
+            *_conv_block(channels[0], channels[1], kernel=3, stride=1),
+        )
+        deep: list[nn.Module] = []
+        for c_in, c_out in itertools.pairwise(channels[1:]):
+            deep += _conv_block(c_in, c_out, kernel=3, stride=2)
+        self.deep = nn.Sequential(*deep)
+        with torch.no_grad():
+            trunk = self.trunk(torch.zeros(1, 3, height, width))
+            flat = self.deep(trunk).numel()
+        self.project = nn.Sequential(
+            nn.Flatten(), nn.Linear(flat, feature_dim), nn.ReLU(inplace=True)
+        )
+        self.keypoints: nn.Sequential | None = None
+        if keypoints > 0:
+            self.keypoints = nn.Sequential(
+                nn.Conv2d(channels[1], keypoints, 1),
+                SpatialSoftmax(keypoints, trunk.shape[2], trunk.shape[3]),
+            )
+        self.feature_dim = feature_dim + 5 * keypoints
+        self.change_map = nn.Conv2d(channels[1], change_channels, 1) if change_channels else None
+        self.map_size = (int(trunk.shape[2]), int(trunk.shape[3]))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Features ``(B, F)`` and, with ``change_channels``, maps ``(B, C, h, w)`` to compare."""
+        trunk = self.trunk(x)
+        out: torch.Tensor = self.project(self.deep(trunk))
+        if self.keypoints is not None:
+            out = torch.cat([out, self.keypoints(trunk)], dim=1)
+        maps = self.change_map(trunk) if self.change_map is not None else None
+        return out, maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)[0]
+
+
+class ResNetEncoder(nn.Module):
+    """Torchvision ResNet-18 with weights from a local file: ``(B, 3, H, W) -> (B, 512)``."""
+
+    def __init__(self, weights: Path) -> None:
+        super().__init__()
+        try:
+            import torchvision  # noqa: PLC0415  (optional: only this option needs it)
+        except ImportError as err:
+            raise RuntimeError(
+                "a torchvision backbone needs torchvision, which is not installed; "
+                "install it or leave backbone_weights unset for the built-in CNN"
+            ) from err
+        net = torchvision.models.resnet18(weights=None)
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        net.fc = nn.Identity()
+        self.net = net
+        self.feature_dim = 512
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.forward(x), None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net(x)
+        return out
+
+
+class VideoClassifier(nn.Module):
+    """``(N, T, H, W, 3) uint8 -> (N, C) float32`` class probabilities.
+
+    ``arch="lstm"``: per-frame features -> LSTM -> last hidden state -> linear.
+    ``arch="mean_pool"``: per-frame features -> mean over time -> linear (no
+    memory of order: the baseline).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.normalize = Normalize()
+        self.encoder: FrameEncoder | ResNetEncoder
+        if config.backbone_weights is not None:
+            self.encoder = ResNetEncoder(config.backbone_weights)
+        else:
+            self.encoder = FrameEncoder(
+                height=config.height,
+                width=config.width,
+                stem=config.stem,
+                channels=config.channels,
+                feature_dim=config.feature_dim,
+                keypoints=config.keypoints,
+                change_channels=config.change_channels if config.arch == "lstm" else 0,
+            )
+        if config.arch not in ARCHS:
+            raise ValueError(f"unknown arch {config.arch!r}; expected one of {ARCHS}")
+        recurrent = config.arch == "lstm"
+        step_dim = self.encoder.feature_dim * (3 if recurrent and config.deltas else 1)
+        self.changes: ChangeMoments | None = None
+        self.map_motion: FrameMotion | None = None
+        self.pixel_motion: FrameMotion | None = None
+        if isinstance(self.encoder, FrameEncoder) and self.encoder.change_map is not None:
+            self.changes = ChangeMoments(*self.encoder.map_size)
+            self.map_motion = FrameMotion(*self.encoder.map_size)
+            step_dim += 17 * config.change_channels
+        self.flow: FlowField | None = None
+        if recurrent and config.pixel_motion:
+            self.pixel_motion = FrameMotion(config.height // 2, config.width // 2)
+            step_dim += 5 * 3
+        if recurrent and config.flow_cell:
+            small = (config.height // 2, config.width // 2)
+            self.flow = FlowField(*small, cell=config.flow_cell)
+            step_dim += 2 * (small[0] // config.flow_cell) * (small[1] // config.flow_cell) + 4
+        # Standardise each temporal input (like a StandardScaler): keypoint moves of a
+        # few hundredths must not drown among features a hundred times larger.
+        self.step_norm = nn.BatchNorm1d(step_dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.lstm: nn.LSTM | None = None
+        if recurrent:
+            self.lstm = nn.LSTM(
+                step_dim,
+                config.hidden_size,
+                num_layers=config.num_layers,
+                batch_first=True,
+                dropout=config.dropout if config.num_layers > 1 else 0.0,
+            )
+            _open_forget_gates(self.lstm, config.forget_bias)
+        self.head = nn.Linear(config.hidden_size if recurrent else step_dim, config.num_classes)
+
+    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(N, T, H, W, 3) uint8 -> (N, T, F) float32`` per-frame encoder features."""
+        n, t = frames.shape[0], frames.shape[1]
+        feats: torch.Tensor = self.encoder(self.normalize(frames))
+        return feats.reshape(n, t, -1)
+
+    def logits(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(N, T, H, W, 3) uint8 -> (N, C)`` unnormalised scores."""
+        n, t = frames.shape[0], frames.shape[1]
+        pixels = self.normalize(frames)
+        flat, maps = self.encoder.encode(pixels)
+        feats = flat.reshape(n, t, -1)
+        if self.lstm is not None and self.config.deltas:
+            # f_0 - f_0 = 0 for the first step; cat keeps the time axis dynamic in ONNX.
+            previous = torch.cat([feats[:, :1], feats[:, :-1]], dim=1)
+            feats = torch.cat([feats, feats - previous, feats - feats[:, :1]], dim=2)
+        if self.changes is not None and self.map_motion is not None and maps is not None:
+            grid = maps.reshape(n, t, maps.shape[1], maps.shape[2], maps.shape[3])
+            feats = torch.cat([feats, self.changes(grid), self.map_motion(grid)], dim=2)
+        if self.pixel_motion is not None or self.flow is not None:
+            small = nn.functional.avg_pool2d(pixels, 2)
+            grid = small.reshape(n, t, 3, small.shape[2], small.shape[3])
+            motion = [m(grid) for m in (self.pixel_motion, self.flow) if m is not None]
+            feats = torch.cat([feats, *motion], dim=2)
+        f = feats.shape[2]
+        feats = self.dropout(self.step_norm(feats.reshape(-1, f)).reshape(n, t, f))
+        if self.lstm is None:
+            pooled = feats.mean(dim=1)
+        else:
+            out, _ = self.lstm(feats)
+            pooled = out[:, -1]
+        out_logits: torch.Tensor = self.head(self.dropout(pooled))
+        return out_logits
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(frames), dim=-1)
+
+
+def _open_forget_gates(lstm: nn.LSTM, bias: float) -> None:
+    """Start every forget gate mostly open, so the cell can sum evidence over all frames."""
+    h = lstm.hidden_size
+    with torch.no_grad():
+        for name, param in lstm.named_parameters():
+            if name.startswith("bias_ih"):  # gate order: input, forget, cell, output
+                param[h : 2 * h].fill_(bias)
+            elif name.startswith("bias_hh"):
+                param[h : 2 * h].zero_()
+
+
+def build_model(config: ModelConfig) -> VideoClassifier:
+    """A freshly initialised classifier for ``config``."""
+    model = VideoClassifier(config)
+    log.debug("built %s model with %d parameters", config.arch, count_parameters(model))
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,161 @@
+"""Motion: what changed between the frames of a clip, measured on per-frame maps.
+
+These modules hold no weights. They sit between the per-frame CNN and the
+LSTM and turn ``(N, T, C, h, w)`` maps (the CNN's, or the pixels') into
+per-step numbers the LSTM can integrate: how the maps changed since the
+first frame (:class:`ChangeMoments`), which shift, scale and turn explain
+the change since the previous frame over the whole map (:class:`FrameMotion`)
+and cell by cell (:class:`FlowField`). Static background and distractors
+cancel out in every one of them; only order-aware models receive them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+
+def _grid(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(h, w)`` x and y coordinates in ``[-1, 1]``."""
+    ys, xs = torch.meshgrid(
+        torch.linspace(-1.0, 1.0, height), torch.linspace(-1.0, 1.0, width), indexing="ij"
+    )
+    return xs, ys
+
+
+def _previous(maps: torch.Tensor) -> torch.Tensor:
+    """``(N, T, ...)``: each step's previous step (step 0 is its own previous)."""
+    return torch.cat([maps[:, :1], maps[:, :-1]], dim=1)
+
+
+def _gradients(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Central differences along x and y of ``(..., h, w)``, zero on the border."""
+    gx = F.pad((maps[..., :, 2:] - maps[..., :, :-2]) / 2, (1, 1, 0, 0))
+    gy = F.pad((maps[..., 2:, :] - maps[..., :-2, :]) / 2, (0, 0, 1, 1))
+    return gx, gy
+
+
+class ChangeMoments(nn.Module):
+    """Where a clip's feature maps changed since its first frame, and how that change is shaped.
+
+    ``(N, T, C, h, w) -> (N, T, 12 C)``: for the gain and the loss of each channel
+    since frame 0, its log mass, mean ``(x, y)`` and second moments. Static
+    background and distractors cancel out; a shift separates gain from loss
+    along its direction, a zoom grows their spread, a turn rotates them. The
+    maps come from the per-frame CNN; only this comparison looks across time.
+    """
+
+    grid: torch.Tensor
+
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__()
+        xs, ys = _grid(height, width)
+        x, y = xs.reshape(-1), ys.reshape(-1)
+        self.register_buffer("grid", torch.stack([x, y, x * x, y * y, x * y], dim=1))
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        n, t, c = maps.shape[0], maps.shape[1], maps.shape[2]
+        change = (maps - maps[:, :1]).flatten(3)  # (N, T, C, h*w)
+        parts = []
+        for part in (torch.relu(change), torch.relu(-change)):
+            mass = part.sum(dim=3, keepdim=True)
+            raw = (part / (mass + 1e-3)) @ self.grid  # (N, T, C, 5)
+            mx, my = raw[..., 0], raw[..., 1]
+            parts += [
+                torch.log1p(mass[..., 0]),
+                mx,
+                my,
+                raw[..., 2] - mx * mx,
+                raw[..., 3] - my * my,
+                raw[..., 4] - mx * my,
+            ]
+        return torch.stack(parts, dim=3).reshape(n, t, c * 12)
+
+
+class FrameMotion(nn.Module):
+    """Least-squares motion between consecutive feature maps, per channel.
+
+    ``(N, T, C, h, w) -> (N, T, 5 C)``: brightness constancy on the CNN's maps,
+    ``M_t - M_(t-1) ~ -(u dM/dx + v dM/dy + s D + r R)`` with ``D`` the radial
+    and ``R`` the tangential derivative about the centre of the change, solved
+    for each of shift ``u, v``, scale ``s`` and turn ``r`` on its own, plus the
+    log energy of the change. Each is a cosine in ``[-1, 1]`` (how much of the
+    change that motion explains, signed). Step 0 compares a frame with itself.
+    """
+
+    grid: torch.Tensor
+
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__()
+        xs, ys = _grid(height, width)
+        self.register_buffer("grid", torch.stack([xs, ys]))
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        n, t, c = maps.shape[0], maps.shape[1], maps.shape[2]
+        before = _previous(maps)
+        gx, gy = _gradients((maps + before) / 2)
+        change = maps - before
+        weight = change * change
+        total = weight.sum(dim=(3, 4), keepdim=True) + 1e-3
+        x, y = self.grid[0], self.grid[1]
+        dx = x - (weight * x).sum(dim=(3, 4), keepdim=True) / total
+        dy = y - (weight * y).sum(dim=(3, 4), keepdim=True) / total
+        fields = (gx, gy, dx * gx + dy * gy, dx * gy - dy * gx)
+        # Cosine, not the least-squares ratio: bounded, so no heavy tails for the LSTM.
+        change_norm = weight.sum(dim=(3, 4))
+        coefs = [
+            -(change * f).sum(dim=(3, 4)) / torch.sqrt(change_norm * (f * f).sum(dim=(3, 4)) + 1e-6)
+            for f in fields
+        ]
+        energy = torch.log1p(weight.sum(dim=(3, 4)))
+        return torch.stack([*coefs, energy], dim=3).reshape(n, t, c * 5)
+
+
+class FlowField(nn.Module):
+    """Coarse optical flow: Lucas-Kanade in each ``cell x cell`` block, all channels pooled.
+
+    ``(N, T, C, h, w) -> (N, T, 2 G + 4)`` with ``G = (h / cell) (w / cell)``:
+    the ``(u, v)`` of every cell (pixels per step, clamped to ``[-4, 4]``),
+    then the field's curl and divergence about the centre and its mean
+    ``(u, v)``. A shift is a uniform field, a zoom diverges, a turn curls, so
+    each class is a linear read-out of it. Step 0 has no motion (zeros).
+    """
+
+    coords: torch.Tensor
+
+    def __init__(self, height: int, width: int, *, cell: int = 4, damping: float = 0.01) -> None:
+        super().__init__()
+        if height % cell or width % cell:
+            raise ValueError(f"map size {height}x{width} is not a multiple of the cell {cell}")
+        xs, ys = _grid(height // cell, width // cell)
+        self.register_buffer("coords", torch.stack([xs, ys]))
+        self.cell = cell
+        self.damping = damping  # keeps flat cells (no gradient) at zero flow
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        n, t, h, w = maps.shape[0], maps.shape[1], maps.shape[3], maps.shape[4]
+        before = _previous(maps)
+        gx, gy = _gradients((maps + before) / 2)
+        change = maps - before
+
+        def cells(z: torch.Tensor) -> torch.Tensor:
+            pooled = F.avg_pool2d(z.sum(dim=2).reshape(n * t, 1, h, w), self.cell)
+            return pooled.reshape(n, t, pooled.shape[2], pooled.shape[3])
+
+        a, b, d = cells(gx * gx) + self.damping, cells(gx * gy), cells(gy * gy) + self.damping
+        ex, ey = cells(gx * change), cells(gy * change)
+        det = a * d - b * b
+        u = torch.clamp(-(d * ex - b * ey) / det, -4.0, 4.0)
+        v = torch.clamp(-(a * ey - b * ex) / det, -4.0, 4.0)
+        x, y = self.coords[0], self.coords[1]
+        summary = torch.stack(
+            [
+                (x * v - y * u).mean(dim=(2, 3)),
+                (x * u + y * v).mean(dim=(2, 3)),
+                u.mean(dim=(2, 3)),
+                v.mean(dim=(2, 3)),
+            ],
+            dim=2,
+        )
+        return torch.cat([u.flatten(2), v.flatten(2), summary], dim=2)

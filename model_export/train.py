@@ -1,0 +1,204 @@
+"""Train: ``train_one_epoch``, ``evaluate``, ``fit`` — seeded, early-stopped, recorded.
+
+Training batches are cached ``(N, 3T, H, W, 3) uint8`` clips, augmented on
+the fly (temporal jitter picks the frames); evaluation runs the model as
+served: ``(N, T, H, W, 3) uint8`` serving frames in, probabilities out.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from model_export.augment import AugmentConfig, augment_batch
+from model_export.model import VideoClassifier
+
+log = logging.getLogger(__name__)
+
+Clips = npt.NDArray[np.uint8]
+Targets = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Optimisation settings (AdamW with a one-cycle schedule: warm-up, then cosine decay)."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.02
+    warmup: float = 0.15  # fraction of all steps spent warming up
+    label_smoothing: float = 0.05
+    patience: int = 8  # epochs without a better val accuracy before stopping
+    grad_clip: float = 2.0
+    seed: int = 0
+    threads: int = 2
+    progress: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """Loss and accuracy of a model on a split, with its probabilities ``(N, C)``."""
+
+    loss: float
+    accuracy: float
+    probabilities: npt.NDArray[np.float32]
+
+    @property
+    def predictions(self) -> npt.NDArray[np.int64]:
+        return np.asarray(self.probabilities.argmax(axis=1), dtype=np.int64)
+
+
+@dataclass
+class History:
+    """Per-epoch training curves."""
+
+    train_loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def seed_everything(seed: int, *, threads: int = 2) -> None:
+    """Same seed, same model: seeds torch, pins threads, asks for deterministic kernels."""
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def train_one_epoch(
+    model: VideoClassifier,
+    clips: Clips,
+    targets: Targets,
+    *,
+    optimiser: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    augment: AugmentConfig,
+    rng: np.random.Generator,
+    config: TrainConfig,
+    desc: str = "train",
+) -> tuple[float, float]:
+    """One pass over ``(N, 3T, H, W, 3) uint8`` clips in a seeded order; returns loss, accuracy."""
+    model.train()
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    order = rng.permutation(len(clips))
+    batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm needs > 1 clip
+        batches[-2] = np.concatenate(batches[-2:])
+        batches.pop()
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(batches, desc=desc, unit="batch", leave=False, disable=not config.progress)
+    for idx in bar:
+        batch = torch.from_numpy(clips[np.sort(idx)])
+        target = torch.from_numpy(targets[np.sort(idx)])
+        frames, target = augment_batch(batch, target, config=augment, rng=rng)
+        logits = model.logits(frames)
+        loss = criterion(logits, target)
+        optimiser.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss)
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimiser.step()
+        scheduler.step()
+        total_loss += float(loss.detach()) * len(idx)
+        correct += int((logits.argmax(1) == target).sum())
+        seen += len(idx)
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    return total_loss / max(seen, 1), correct / max(seen, 1)
+
+
+@torch.no_grad()
+def evaluate(
+    model: VideoClassifier, clips: Clips, targets: Targets, *, batch_size: int = 64
+) -> Evaluation:
+    """The model as served on ``(N, T, H, W, 3) uint8`` clips: NLL, accuracy, probabilities."""
+    model.eval()
+    probs = [
+        model(torch.from_numpy(np.ascontiguousarray(clips[i : i + batch_size])))
+        for i in range(0, len(clips), batch_size)
+    ]
+    p = torch.cat(probs) if probs else torch.zeros((0, model.config.num_classes))
+    t = torch.from_numpy(targets)
+    loss = float(nn.functional.nll_loss(torch.log(p.clamp_min(1e-12)), t)) if len(t) else 0.0
+    accuracy = float((p.argmax(1) == t).float().mean()) if len(t) else 0.0
+    return Evaluation(loss=loss, accuracy=accuracy, probabilities=p.numpy())
+
+
+def fit(
+    model: VideoClassifier,
+    train: tuple[Clips, Targets],
+    val: tuple[Clips, Targets],
+    *,
+    augment: AugmentConfig,
+    config: TrainConfig,
+    name: str = "model",
+) -> History:
+    """Train ``model`` in place on ``train`` (3T-frame clips), early-stopping on ``val``
+    (T-frame serving clips); leaves the best weights in ``model`` and returns the curves."""
+    seed_everything(config.seed, threads=config.threads)
+    rng = np.random.default_rng(config.seed)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    steps_per_epoch = max(1, len(train[0]) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser,
+        max_lr=config.lr,
+        total_steps=config.epochs * (steps_per_epoch + 1),
+        pct_start=config.warmup,
+    )
+    history = History()
+    best: tuple[float, float] = (-1.0, 0.0)
+    best_state = copy.deepcopy(model.state_dict())
+    for epoch in range(config.epochs):
+        start = time.perf_counter()
+        loss, acc = train_one_epoch(
+            model,
+            *train,
+            optimiser=optimiser,
+            scheduler=scheduler,
+            augment=augment,
+            rng=rng,
+            config=config,
+            desc=f"{name} {epoch + 1}/{config.epochs}",
+        )
+        result = evaluate(model, *val)
+        history.train_loss.append(loss)
+        history.train_accuracy.append(acc)
+        history.val_loss.append(result.loss)
+        history.val_accuracy.append(result.accuracy)
+        history.lr.append(float(scheduler.get_last_lr()[0]))
+        history.seconds.append(time.perf_counter() - start)
+        log.info(
+            "%s epoch %d: train loss %.3f acc %.3f | val loss %.3f acc %.3f (%.0f s)",
+            name,
+            epoch + 1,
+            loss,
+            acc,
+            result.loss,
+            result.accuracy,
+            history.seconds[-1],
+        )
+        if (result.accuracy, -result.loss) > best:
+            best = (result.accuracy, -result.loss)
+            best_state = copy.deepcopy(model.state_dict())
+            history.best_epoch = epoch
+        elif epoch - history.best_epoch >= config.patience:
+            log.info("%s: no better val accuracy for %d epochs; stopping", name, config.patience)
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return history

@@ -1,0 +1,96 @@
+"""Training: same seed, same model; early stopping keeps the best weights; the baselines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model_export.augment import default_config
+from model_export.model import ModelConfig, build_model, count_parameters
+from model_export.svm import extract_features, fit_svm, predict
+from model_export.train import TrainConfig, evaluate, fit, seed_everything
+
+T, S = 4, 16
+LABELS = ("move_left", "move_right")
+
+
+def _clips(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A bright bar sliding left or right: ``(n, 3T, S, S, 3) uint8`` and targets."""
+    rng = np.random.default_rng(seed)
+    clips = np.full((n, 3 * T, S, S, 3), 40, dtype=np.uint8)
+    targets = rng.integers(0, 2, n).astype(np.int64)
+    for i, target in enumerate(targets):
+        for k in range(3 * T):
+            x = 2 + k if target == 1 else S - 3 - k
+            clips[i, k, :, max(x - 1, 0) : x + 1] = 230
+    return clips, targets
+
+
+def _tiny(arch: str = "lstm") -> ModelConfig:
+    return ModelConfig(
+        num_classes=2,
+        arch=arch,  # type: ignore[arg-type]
+        height=S,
+        width=S,
+        channels=(8, 8, 8),
+        feature_dim=8,
+        keypoints=4,
+        hidden_size=8,
+        change_channels=2,
+    )
+
+
+def _fit(seed: int, epochs: int = 2) -> tuple[torch.nn.Module, list[float]]:
+    seed_everything(seed)
+    model = build_model(_tiny())
+    train = _clips(24, 0)
+    val_clips, val_targets = _clips(8, 1)
+    history = fit(
+        model,
+        train,
+        (np.ascontiguousarray(val_clips[:, 1::3]), val_targets),
+        augment=default_config(LABELS, num_frames=T),
+        config=TrainConfig(epochs=epochs, batch_size=8, seed=seed, progress=False),
+    )
+    return model, history.train_loss
+
+
+def test_same_seed_same_model() -> None:
+    first, loss_a = _fit(3)
+    second, loss_b = _fit(3)
+    assert loss_a == loss_b
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    third, _ = _fit(4)
+    assert not torch.equal(next(iter(first.parameters())), next(iter(third.parameters())))
+
+
+def test_early_stopping_keeps_the_best_weights() -> None:
+    seed_everything(0)
+    model = build_model(_tiny())
+    val_clips, val_targets = _clips(8, 1)
+    val = (np.ascontiguousarray(val_clips[:, 1::3]), val_targets)
+    config = TrainConfig(epochs=6, batch_size=8, patience=2, progress=False)
+    history = fit(model, _clips(24, 0), val, augment=default_config(LABELS, num_frames=T),
+                  config=config)  # fmt: skip
+    assert len(history.val_accuracy) <= 6
+    assert len(history.lr) == len(history.train_loss) == len(history.val_loss)
+    best = max(history.val_accuracy)
+    assert history.val_accuracy[history.best_epoch] == best
+    assert evaluate(model, *val).accuracy == pytest.approx(best)
+
+
+def test_mean_pool_baseline_and_svm_share_the_encoder() -> None:
+    lstm = build_model(_tiny("lstm"))
+    mean_pool = build_model(_tiny("mean_pool"))
+    assert mean_pool.lstm is None
+    assert count_parameters(mean_pool) < count_parameters(lstm)
+    clips, targets = _clips(12, 2)
+    serving = np.ascontiguousarray(clips[:, 1::3])
+    features = extract_features(lstm, serving)
+    assert features.shape == (12, lstm.encoder.feature_dim)
+    svm = fit_svm(features, targets)
+    assert predict(svm, features).shape == (12,)
+    probs = mean_pool.eval()(torch.from_numpy(serving))
+    torch.testing.assert_close(probs.sum(1), torch.ones(12))
