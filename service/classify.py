@@ -44,7 +44,11 @@ async def classify(request: Request, runtime: Runtime, params: ClassifyParams) -
         raise OverloadedError("the inference queue is full; retry shortly")
 
     async with receive_upload(  # receive upload
-        request, max_bytes=settings.max_upload_bytes, temp_dir=runtime.spool.path
+        request,
+        max_bytes=settings.max_upload_bytes,
+        temp_dir=runtime.spool.path,
+        idle_timeout_s=settings.upload_idle_timeout_s,
+        timeout_s=settings.upload_timeout_s,
     ) as upload:
         uploaded = time.perf_counter()
         metrics.upload_bytes.observe(upload.size)

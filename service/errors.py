@@ -2,8 +2,8 @@
 
 Data flow they guard::
 
-    upload -> decode & sample -> batch -> infer -> respond
-    400/413    415/422/504       503      500
+    request      -> upload      -> decode & sample -> batch -> infer -> respond
+    401/414/431     400/408/413    415/422/504          503      500
 
 Core code raises these; one handler in :mod:`service.problems` turns them
 into ``application/problem+json`` (RFC 9457). They keep a single message
@@ -130,6 +130,30 @@ class UnsupportedMediaTypeError(ClientError):
     status = 415
     slug = "unsupported-media-type"
     title = "Unsupported request content type"
+
+
+class UploadTimeoutError(ClientError):
+    """The upload paused too long, or took too long overall (a stalled or trickling client)."""
+
+    status = 408
+    slug = "upload-timeout"
+    title = "Upload too slow"
+
+
+class HeadersTooLargeError(ClientError):
+    """The request's header fields are larger than the server accepts."""
+
+    status = 431
+    slug = "headers-too-large"
+    title = "Request header fields too large"
+
+
+class UriTooLongError(ClientError):
+    """The request target (path and query) is longer than the server accepts."""
+
+    status = 414
+    slug = "uri-too-long"
+    title = "Request URI too long"
 
 
 class ClientDisconnectedError(ClientError):

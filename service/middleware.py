@@ -1,6 +1,9 @@
 """Per-request context: request id, one JSON log line, request metrics, last-resort 500.
 
 A pure ASGI middleware (not ``BaseHTTPMiddleware``) so uploads keep streaming.
+It also refuses oversized request heads (414, 431), which uvicorn's httptools
+parser accepts without a limit; the limits are nginx's defaults, so a request
+that passes the load balancer passes here.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import InternalError
+from service.errors import ClientError, HeadersTooLargeError, InternalError, UriTooLongError
 from service.logs import request_id_var
 from service.metrics import Metrics
 from service.problems import problem_response
@@ -21,6 +24,9 @@ from service.problems import problem_response
 log = logging.getLogger("service.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# nginx's large_client_header_buffers default (4 x 8k): one line, and all header fields.
+MAX_TARGET_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 32 * 1024
 # What we accept from a client (or a proxy) as a request id; anything else is replaced.
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
@@ -34,6 +40,19 @@ def request_id_from(scope: Scope) -> str:
                 return text
             break
     return uuid.uuid4().hex
+
+
+def oversized_head(scope: Scope) -> ClientError | None:
+    """The 414 or 431 a request head over the limits gets, or None."""
+    target = len(scope.get("raw_path") or scope.get("path", "").encode()) + len(
+        scope.get("query_string", b"")
+    )
+    if target > MAX_TARGET_BYTES:
+        return UriTooLongError(f"the request target is over {MAX_TARGET_BYTES} bytes")
+    fields = sum(len(key) + len(value) + 4 for key, value in scope.get("headers", ()))
+    if fields > MAX_HEADER_BYTES:
+        return HeadersTooLargeError(f"the header fields are over {MAX_HEADER_BYTES} bytes")
+    return None
 
 
 class RequestContextMiddleware:
@@ -61,6 +80,10 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if (refusal := oversized_head(scope)) is not None:
+                self.metrics.rejections.labels(reason=refusal.slug).inc()
+                await problem_response(refusal)(scope, receive, send_with_id)
+                return
             await self.app(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled error")

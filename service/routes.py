@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from service.classify import ClassifyParams, classify
 from service.deps import ApiKeyDep, MetricsKeyDep, RuntimeDep
-from service.errors import ParameterError
+from service.errors import OverloadedError, ParameterError
 from service.lifecycle import Phase
 from service.runtime import Runtime
 from service.schemas import (
@@ -29,11 +29,15 @@ DEFAULT_TOP_K = 5
 _PROBLEM_TEXT = {
     400: "No file in the request, or a malformed body (no-file, bad-request).",
     401: "Missing or invalid API key (unauthorized).",
+    408: "The upload stalled or took too long (upload-timeout).",
     413: "Upload over the size cap, refused while streaming (payload-too-large).",
+    414: "Request target too long (uri-too-long).",
     415: "Not a decodable video or an unsupported content type "
     "(not-a-video, decode-failed, unsupported-media-type).",
     422: "Video outside the limits, no video stream, decoder crash, or bad parameters "
     "(limit-exceeded, frame-too-large, no-video-stream, decoder-crashed, invalid-parameter).",
+    431: "Request header fields too large (headers-too-large).",
+    500: "A fault of the server's; the body names the request id only (internal).",
     503: "Queue full, starting or draining; see Retry-After (overloaded, starting, draining).",
     504: "Decoding took longer than allowed (decode-timeout).",
 }
@@ -73,7 +77,7 @@ _UPLOAD_BODY: dict[str, Any] = {
     "/classify",
     summary="Classify an uploaded video",
     response_model=ClassifyResponse,
-    responses=_problems(400, 401, 413, 415, 422, 503, 504),
+    responses=_problems(400, 401, 408, 413, 414, 415, 422, 431, 500, 503, 504),
     openapi_extra=_UPLOAD_BODY,
 )
 async def classify_video(
@@ -92,6 +96,9 @@ async def classify_video(
 ) -> ClassifyResponse:
     async with runtime.lifecycle.work():
         params = _classify_params(runtime, top_k=top_k, segments=segments, window_s=window_s)
+        if runtime.decoder.full:
+            # Before reading a byte: the upload would only wait for a worker.
+            raise OverloadedError("every decode worker is busy; retry shortly")
         return await classify(request, runtime, params)
 
 

@@ -54,6 +54,7 @@ class Runtime:
             workers=settings.decode_workers,
             timeout_s=settings.decode_timeout_s,
             hook=settings.debug_decode_hook,
+            max_wait_s=settings.max_decode_wait_s,
             on_restart=lambda cause: self.metrics.worker_restarts.labels(cause=cause).inc(),
         )
         self.metrics.in_flight.set_function(lambda: self.lifecycle.in_flight)
@@ -88,6 +89,7 @@ class Runtime:
             limits=self.settings.limits,
             window_s=window_s,
             max_segments=self.settings.max_segments,
+            mode=self.settings.decode_mode,
         )
 
     async def start(self) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.decode import DecodeMode
 from service.video import DEFAULT_MAX_PIXELS, Limits
 
 MiB = 1024 * 1024
@@ -46,7 +47,10 @@ def _split_list(value: Any) -> Any:
 class Settings(BaseSettings):
     """All knobs of the service; see each field's description for the default's reason."""
 
-    model_config = SettingsConfigDict(env_prefix="VIDLSTM_", frozen=True, extra="ignore")
+    # Inputs stay out of error messages: they may hold API keys.
+    model_config = SettingsConfigDict(
+        env_prefix="VIDLSTM_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     # -- model and execution -------------------------------------------------
     model_path: Path = Field(
@@ -62,9 +66,14 @@ class Settings(BaseSettings):
         ),
     )
     intra_op_threads: int = Field(
-        default=0,
+        default=1,
         ge=0,
-        description="ONNX Runtime intra-op threads per run; 0 lets ONNX Runtime use every core.",
+        description=(
+            "ONNX Runtime intra-op threads per run; 0 lets ONNX Runtime use every core. One: "
+            "the decode workers already keep every core busy, and a batch on one thread cost "
+            "3.1 ms CPU per clip against 8.4 ms on ORT's spinning all-core pool (2-core "
+            "machine under load, bench/README.md). Raise it for big models on idle CPUs."
+        ),
     )
 
     # -- HTTP ----------------------------------------------------------------
@@ -77,6 +86,13 @@ class Settings(BaseSettings):
         description=(
             "Accepted API keys (comma-separated). Empty: no authentication. Clients send "
             "'Authorization: Bearer KEY' or 'X-API-Key: KEY'."
+        ),
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description=(
+            "A file of accepted API keys, one per line (blank lines and '#' comments "
+            "ignored), e.g. a mounted secret; added to api_keys. Read at start-up."
         ),
     )
     protect_metrics: bool = Field(
@@ -96,6 +112,22 @@ class Settings(BaseSettings):
     temp_dir: Path = Field(
         default=Path(tempfile.gettempdir()),
         description="Where uploads are spooled while they are decoded; removed right after.",
+    )
+    upload_idle_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Longest pause between two pieces of an upload before it is refused (408): a "
+            "client that stops sending must not hold a request slot."
+        ),
+    )
+    upload_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "Longest time one upload may take (408): the 256 MiB cap at 3.5 Mbit/s. Stops a "
+            "client that trickles bytes just often enough to pass the idle timeout."
+        ),
     )
 
     # -- limits checked before decoding --------------------------------------
@@ -128,6 +160,46 @@ class Settings(BaseSettings):
         description=(
             "Wall time one decode may take before its worker is killed (504). Seeking "
             "sampling decodes a 3 h video in a few seconds; 30 s only stops pathological files."
+        ),
+    )
+    decode_tolerance: float = Field(
+        default=0.5,
+        ge=0,
+        le=0.5,
+        description=(
+            "How far (in segments) a sampled frame may lie from its segment's centre; the "
+            "decoder takes the cheapest frame within it, often a keyframe. 0.5 = anywhere in "
+            "the segment, which is what TSN sampling means; 0 = the exact frame on screen. "
+            "0.5 left test accuracy unchanged (82.6%, top class as with exact frames on 94% "
+            "of videos) and decodes a 10-min video 15x, a short-GOP clip 3x faster "
+            "(bench/README.md)."
+        ),
+    )
+    decode_skip_nonref: bool = Field(
+        default=True,
+        description=(
+            "Leave frames that nothing references undecoded while they lie before the next "
+            "sample's window; the same frames are chosen as without it (constant frame rate)."
+        ),
+    )
+    decode_skip_loop_filter: bool = Field(
+        default=True,
+        description=(
+            "Skip the in-loop deblocking filter (H.264, HEVC): 10-20% faster decoding, "
+            "slightly blockier frames, which the scaling to the model's size mostly averages "
+            "away: test accuracy unchanged, top class as with the filter on 99% of videos "
+            "(bench/README.md). Turn it off for low-bitrate sources if accuracy drops."
+        ),
+    )
+    max_decode_wait_s: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "Admission: a request that would wait longer than this for a decode worker "
+            "(estimated from the decodes ahead of it and recent decode times) gets 503 at "
+            "once, before its upload is read. 5 s absorbs bursts on a lone replica; behind "
+            "a load balancer that retries 503s elsewhere, 0 (admit only when a worker is "
+            "free) keeps latency lowest under overload (bench/overload.py)."
         ),
     )
     max_requests_in_flight: int = Field(
@@ -209,6 +281,23 @@ class Settings(BaseSettings):
     def _parse_keys(cls, value: Any) -> Any:
         return _split_list(value)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_keys_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("api_keys_file"):
+            return data
+        path = Path(data["api_keys_file"])
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or type(err).__name__
+            raise ValueError(f"api_keys_file {path} cannot be read: {reason}") from err
+        stripped = (line.strip() for line in lines)
+        keys = [key for key in stripped if key and not key.startswith("#")]
+        if not keys:
+            raise ValueError(f"api_keys_file {path} holds no key")
+        return {**data, "api_keys": [*_split_list(data.get("api_keys") or []), *keys]}
+
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if not self.min_window_s <= self.segment_window_s <= self.max_window_s:
@@ -221,6 +310,14 @@ class Settings(BaseSettings):
     def provider_chain(self) -> tuple[str, ...]:
         """Full ONNX Runtime provider names, most preferred first."""
         return AUTO_PROVIDERS if self.providers == ("auto",) else self.providers
+
+    @property
+    def decode_mode(self) -> DecodeMode:
+        return DecodeMode(
+            tolerance=self.decode_tolerance,
+            skip_nonref=self.decode_skip_nonref,
+            skip_loop_filter=self.decode_skip_loop_filter,
+        )
 
     @property
     def limits(self) -> Limits:

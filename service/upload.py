@@ -4,7 +4,8 @@ Accepts ``multipart/form-data`` with a ``file`` field (parsed incrementally by
 python-multipart's streaming parser) or a raw body typed ``video/*`` or
 ``application/octet-stream``. The size cap is enforced while reading: a
 declared ``Content-Length`` over it is refused before a byte is read, and a
-body that grows past it is refused on the chunk that crosses it. The temp file
+body that grows past it is refused on the chunk that crosses it. A body that
+stalls, or trickles in for too long, is refused too (408). The temp file
 gets a name of ours (the client's filename never touches a path) and is
 removed whatever happens: success, error, or a client that disconnects. Each
 server process spools into a directory of its own, removed at shutdown; one
@@ -19,7 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -34,9 +35,16 @@ from service.errors import (
     NoFileError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
+    UploadTimeoutError,
 )
 
 log = logging.getLogger(__name__)
+
+# What receive_upload defaults to without settings (the settings' own defaults).
+DEFAULT_IDLE_TIMEOUT_S = 30.0
+DEFAULT_TIMEOUT_S = 600.0
+# A multipart part's headers are a name and a filename; more is an attack on memory.
+MAX_PART_HEADER_BYTES = 16 * 1024
 
 FILE_FIELD = "file"
 SPOOL_PREFIX = "vidlstm-spool-"
@@ -96,16 +104,29 @@ def _alive(pid: int) -> bool:
 
 @contextlib.asynccontextmanager
 async def receive_upload(
-    request: Request, *, max_bytes: int, temp_dir: Path
+    request: Request,
+    *,
+    max_bytes: int,
+    temp_dir: Path,
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> AsyncIterator[Upload]:
-    """Spool the request's video to a temp file in ``temp_dir``; removed on exit."""
+    """Spool the request's video to a temp file in ``temp_dir``; removed on exit.
+
+    408 when no data comes for ``idle_timeout_s`` or the whole body takes
+    longer than ``timeout_s``: a stalled client must not hold its slot.
+    """
     sink = _sink_for(request.headers.get("content-type"))
     _check_declared_length(request.headers.get("content-length"), max_bytes)
+    # Our own name and suffix: FFmpeg picks some demuxers by extension (HLS
+    # playlists, which may fetch URLs or read local files, need .m3u8).
     fd, name = tempfile.mkstemp(prefix="vidlstm-", suffix=".upload", dir=temp_dir)
     path = Path(name)
     try:
+        paced = _paced(request.stream(), idle_timeout_s=idle_timeout_s, timeout_s=timeout_s)
         with os.fdopen(fd, "wb") as file:
-            body_bytes = await _spool(request, sink, file, max_bytes)
+            async with contextlib.aclosing(paced) as chunks:
+                body_bytes = await _spool(chunks, sink, file, max_bytes)
             size = file.tell()
         if not sink.found:
             raise NoFileError(f"no {FILE_FIELD!r} field in the multipart body")
@@ -116,10 +137,35 @@ async def receive_upload(
         path.unlink(missing_ok=True)
 
 
-async def _spool(request: Request, sink: _Sink, file: BinaryIO, max_bytes: int) -> int:
+async def _paced(
+    chunks: AsyncGenerator[bytes, None], *, idle_timeout_s: float, timeout_s: float
+) -> AsyncGenerator[bytes, None]:
+    """``chunks``, or :class:`UploadTimeoutError` when they stall or take too long overall."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    try:
+        while True:
+            left = deadline - loop.time()
+            try:
+                async with asyncio.timeout(min(idle_timeout_s, left)):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError as err:
+                if left <= idle_timeout_s:
+                    raise UploadTimeoutError(
+                        f"the upload took longer than {timeout_s:g} s"
+                    ) from err
+                raise UploadTimeoutError(f"no upload data for {idle_timeout_s:g} s") from err
+            yield chunk
+    finally:
+        await chunks.aclose()
+
+
+async def _spool(chunks: AsyncIterator[bytes], sink: _Sink, file: BinaryIO, max_bytes: int) -> int:
     received = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in chunks:
             received += len(chunk)
             if received > max_bytes:
                 raise PayloadTooLargeError(f"the upload exceeds {max_bytes} bytes")
@@ -184,6 +230,7 @@ class _MultipartSink(_Sink):
         self._header_field = bytearray()
         self._header_value = bytearray()
         self._headers: dict[str, bytes] = {}
+        self._header_bytes = 0
         self._out: list[bytes] = []
         self._ended = False
         self._parser = MultipartParser(
@@ -218,12 +265,21 @@ class _MultipartSink(_Sink):
 
     def _part_begin(self) -> None:
         self._headers = {}
+        self._header_bytes = 0
 
     def _header_field_data(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._header_field += data[start:end]
 
     def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._header_value += data[start:end]
+
+    def _count_header(self, size: int) -> None:
+        # The parser hands header bytes over as they come: bound what we keep.
+        self._header_bytes += size
+        if self._header_bytes > MAX_PART_HEADER_BYTES:
+            raise ClientError(f"a multipart part has over {MAX_PART_HEADER_BYTES} bytes of headers")
 
     def _header_end(self) -> None:
         self._headers[self._header_field.decode("latin-1").lower()] = bytes(self._header_value)

@@ -8,6 +8,7 @@ packets say) and ``check_limits`` rejects a video before a frame is decoded.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, BinaryIO
 
 import av
 import av.container
+import av.logging
 import av.stream
 import av.video
 
@@ -31,6 +33,8 @@ Source = str | Path | BinaryIO
 # are where decoders spend unbounded memory and time.
 DEFAULT_MAX_PIXELS = 4096 * 4096
 DEFAULT_FALLBACK_FPS = 25.0
+# libavutil's message when a frame size is over the max_pixels option.
+_REFUSED_SIZE = re.compile(r"Picture size (\d+)x(\d+) exceeds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +68,24 @@ class VideoInfo:
 
 
 @contextlib.contextmanager
-def open_video(source: Source) -> Iterator[av.container.InputContainer]:
-    """Open ``source`` for reading; any FFmpeg failure becomes :class:`NotAVideoError`."""
+def open_video(
+    source: Source, *, max_pixels: int | None = None
+) -> Iterator[av.container.InputContainer]:
+    """Open ``source`` for reading; any FFmpeg failure becomes :class:`NotAVideoError`.
+
+    ``max_pixels`` caps the frames FFmpeg may decode while probing the streams:
+    a header claiming a larger frame is refused before anything is allocated.
+    """
     if not isinstance(source, str | Path):
         source.seek(0)
     try:
         # mode="r" matters for file objects: without it PyAV may try to guess
         # an output format for small in-memory uploads.
-        container = av.open(source if not isinstance(source, Path) else str(source), mode="r")
+        container = av.open(
+            source if not isinstance(source, Path) else str(source),
+            mode="r",
+            options=_pixel_cap(max_pixels),
+        )
     except (av.FFmpegError, ValueError, EOFError, UnicodeDecodeError, OSError) as err:
         if isinstance(err, FileNotFoundError):
             raise
@@ -82,8 +96,14 @@ def open_video(source: Source) -> Iterator[av.container.InputContainer]:
         container.close()
 
 
-def video_stream(container: av.container.InputContainer) -> av.video.VideoStream:
-    """The first video stream that has a decoder, set up for single-threaded decoding."""
+def video_stream(
+    container: av.container.InputContainer, *, max_pixels: int | None = None
+) -> av.video.VideoStream:
+    """The first video stream that has a decoder, set up for single-threaded decoding.
+
+    ``max_pixels`` makes the decoder refuse larger frames (a stream may switch
+    to a huge size after a small first frame) instead of allocating them.
+    """
     streams = [s for s in container.streams.video if s.codec_context is not None]
     streams = [s for s in streams if not _is_attached_picture(s)] or streams
     if not streams:
@@ -92,31 +112,72 @@ def video_stream(container: av.container.InputContainer) -> av.video.VideoStream
     # One thread per decode: the service and the trainer run one process per core.
     stream.thread_type = "SLICE"
     stream.codec_context.thread_count = 1
+    stream.codec_context.options = _pixel_cap(max_pixels)
     return stream
+
+
+def _pixel_cap(max_pixels: int | None) -> dict[str, str]:
+    # FFmpeg's own option (libavcodec checks it before allocating a frame). It
+    # refuses values over INT_MAX, and with them every decode: no frame is that big.
+    return {} if max_pixels is None else {"max_pixels": str(min(max_pixels, 2**31 - 1))}
 
 
 @contextlib.contextmanager
 def open_probed(
-    source: Source,
+    source: Source, *, max_pixels: int | None = None
 ) -> Iterator[tuple[av.container.InputContainer, av.video.VideoStream, VideoInfo]]:
-    """Open ``source`` and probe its video stream, positioned at the start for decoding."""
-    with open_video(source) as container:
-        stream = video_stream(container)
-        info = _probe(container, stream)
+    """Open ``source`` and probe its video stream, positioned at the start for decoding.
+
+    With ``max_pixels``, no frame larger than that is ever decoded (see :func:`open_video`).
+    """
+    with open_video(source, max_pixels=max_pixels) as container:
+        stream = video_stream(container, max_pixels=max_pixels)
+        sized = stream.codec_context.width > 0 and stream.codec_context.height > 0
+        info = _probe(container, stream) if sized else None
         if info is not None:
             yield container, stream, info
             return
+    if not sized:
+        _check_refused_size(source, max_pixels)
+        raise NotAVideoError("the video stream declares no frame size")
     # The container does not say how long the video is: scan its packets (no
     # decoding), then reopen, since not every demuxer can seek back to 0.
-    with open_video(source) as container:
-        stream = video_stream(container)
+    with open_video(source, max_pixels=max_pixels) as container:
+        stream = video_stream(container, max_pixels=max_pixels)
         try:
             start_s, duration_s = _scan_packet_times(container, stream, _fps(stream))
         except (av.FFmpegError, ValueError) as err:
             raise NotAVideoError("cannot read the video stream's packets") from err
-    with open_video(source) as container:
-        stream = video_stream(container)
+    with open_video(source, max_pixels=max_pixels) as container:
+        stream = video_stream(container, max_pixels=max_pixels)
         yield container, stream, _info(container, stream, start_s, duration_s)
+
+
+def _check_refused_size(source: Source, max_pixels: int | None) -> None:
+    """Raise :class:`FrameTooLargeError` if the probe knows no frame size because of the cap.
+
+    FFmpeg refuses a size over ``max_pixels`` without decoding, and says which
+    size only in its log: probe once more, capturing the log (a rare path).
+    """
+    if max_pixels is None:
+        return
+    level, skip = av.logging.get_level(), av.logging.get_skip_repeated()
+    # PyAV drops a message equal to the last one: the same refusal twice in a row too.
+    av.logging.set_skip_repeated(False)
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with (
+            av.logging.Capture() as logs,
+            contextlib.suppress(NotAVideoError),
+            open_video(source, max_pixels=max_pixels),
+        ):
+            pass
+    finally:
+        av.logging.set_level(level)
+        av.logging.set_skip_repeated(skip)
+    for _level, _name, message in logs:
+        if match := _REFUSED_SIZE.search(message):
+            check_frame_size(int(match[1]), int(match[2]), Limits(max_pixels=max_pixels))
 
 
 def _probe(

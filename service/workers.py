@@ -11,6 +11,7 @@ would copy mid-flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import multiprocessing
@@ -26,12 +27,13 @@ import numpy as np
 import numpy.typing as npt
 from pebble import ProcessExpired, ProcessPool
 
-from service.decode import decode_at, decode_clip
+from service.decode import EXACT, DecodeMode, decode_at, decode_clip
 from service.errors import (
     DecodeFailedError,
     DecoderCrashedError,
     DecodeTimeoutError,
     InternalError,
+    OverloadedError,
     VidlstmError,
 )
 from service.sampling import FloatArray, segment_centres, window_bounds, window_centres
@@ -41,6 +43,11 @@ log = logging.getLogger(__name__)
 
 Hook = Callable[[str], None]
 _hook: Hook | None = None  # set in each worker by _init_worker
+# A worker is replaced after this many decodes. Decoders' memory creeps up with
+# the mix of sizes and codecs they see (allocator fragmentation, codec pools):
+# +18% in 10 min of mixed traffic without this (bench/soak.py). A new worker
+# costs ~0.2 s of CPU: 1% of a worker's time at 20 ms per decode.
+RECYCLE_AFTER_DECODES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,7 @@ class DecodeJob:
     limits: Limits
     window_s: float | None = None  # None: the whole video only
     max_segments: int = 1
+    mode: DecodeMode = EXACT  # how near its time each frame must be; what may be skipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +90,18 @@ def decode_job(path: str, job: DecodeJob) -> DecodedVideo:
     """Decode & sample (runs in a worker): one pass for the whole video and all its windows."""
     if _hook is not None:
         _hook(path)
-    t, h, w = job.num_frames, job.height, job.width
+    t, h, w, mode = job.num_frames, job.height, job.width, job.mode
     if job.window_s is None:
-        clip = decode_clip(path, num_frames=t, limits=job.limits, height=h, width=w)
+        clip = decode_clip(
+            path,
+            num_frames=t,
+            limits=job.limits,
+            height=h,
+            width=w,
+            tolerance=mode.tolerance,
+            skip_nonref=mode.skip_nonref,
+            skip_loop_filter=mode.skip_loop_filter,
+        )
         windows, window = np.empty((0, 2), dtype=np.float64), None
     else:
         window_s, max_segments = job.window_s, job.max_segments
@@ -94,7 +111,23 @@ def decode_job(path: str, job: DecodeJob) -> DecodedVideo:
             bounds = segment_windows(info, window_s, max_segments)
             return np.concatenate([whole, window_centres(bounds, t).ravel()])
 
-        clip = decode_at(path, times, limits=job.limits, height=h, width=w)
+        def units(info: VideoInfo) -> FloatArray:
+            # Tolerance is a fraction of each time's own segment: the whole video's or a window's.
+            bounds = segment_windows(info, window_s, max_segments)
+            whole = np.full(t, info.duration_s / t)
+            return np.concatenate([whole, np.repeat((bounds[:, 1] - bounds[:, 0]) / t, t)])
+
+        clip = decode_at(
+            path,
+            times,
+            limits=job.limits,
+            height=h,
+            width=w,
+            tolerance=mode.tolerance,
+            tolerance_unit=units,
+            skip_nonref=mode.skip_nonref,
+            skip_loop_filter=mode.skip_loop_filter,
+        )
         windows = segment_windows(clip.info, window_s, max_segments)
         window = effective_window(clip.info.duration_s, window_s, max_segments)
     return DecodedVideo(
@@ -116,6 +149,10 @@ def _init_worker(hook: str | None) -> None:
     global _hook  # noqa: PLW0603 - per-process state set once by pebble's initializer
     # Ctrl-C reaches the whole process group; the parent drains and stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Out of memory, the kernel kills the biggest process: the server with the
+    # model, unless a decoder (the usual culprit, and replaced at once) comes first.
+    with contextlib.suppress(OSError):
+        Path("/proc/self/oom_score_adj").write_text("1000")
     if hook:
         module, _, name = hook.partition(":")
         _hook = getattr(importlib.import_module(module), name)
@@ -131,16 +168,35 @@ class DecodePool:
         timeout_s: float,
         hook: str | None = None,
         on_restart: Callable[[str], None] = lambda cause: None,
+        max_wait_s: float | None = None,
     ) -> None:
         self.workers = workers
         self.timeout_s = timeout_s
+        self.max_wait_s = max_wait_s
+        self.pending = 0  # decodes admitted: running or waiting for a worker
+        self._decode_s: float | None = None  # recent decode time (moving average)
         self._hook = hook
         self._on_restart = on_restart
         self._pool: ProcessPool | None = None
 
+    @property
+    def full(self) -> bool:
+        """Whether a new decode would wait longer than ``max_wait_s`` for a worker.
+
+        The wait is estimated from the decodes ahead of it and recent decode
+        times (0 with a worker free). A request that would wait longer gets 503
+        at once: a load balancer retries it on another replica sooner than this
+        one would start it, and a client learns when to come back (Retry-After).
+        """
+        waiting = self.pending + 1 - self.workers  # the new decode's place in the queue
+        if self.max_wait_s is None or self._decode_s is None or waiting <= 0:
+            return False
+        return waiting / self.workers * self._decode_s > self.max_wait_s
+
     def start(self) -> None:
         self._pool = ProcessPool(
             max_workers=self.workers,
+            max_tasks=RECYCLE_AFTER_DECODES,
             initializer=_init_worker,
             initargs=(self._hook,),
             context=multiprocessing.get_context("spawn"),
@@ -153,7 +209,25 @@ class DecodePool:
         await asyncio.gather(*futures)
 
     async def decode(self, path: Path, job: DecodeJob) -> tuple[DecodedVideo, float]:
-        """Decode & sample ``path`` in a worker; returns the clips and the seconds it took."""
+        """Decode & sample ``path`` in a worker; returns the clips and the seconds it took.
+
+        :class:`OverloadedError` at once when it would wait too long (see :attr:`full`).
+        """
+        if self.full:
+            raise OverloadedError("every decode worker is busy; retry shortly")
+        queued = self.pending >= self.workers
+        self.pending += 1
+        try:
+            decoded, seconds = await self._decode(path, job)
+        finally:
+            self.pending -= 1
+        if not queued:  # started at once: the time is the decode's own
+            self._decode_s = (
+                seconds if self._decode_s is None else 0.8 * self._decode_s + 0.2 * seconds
+            )
+        return decoded, seconds
+
+    async def _decode(self, path: Path, job: DecodeJob) -> tuple[DecodedVideo, float]:
         start = time.perf_counter()
         future = self._running_pool().schedule(
             decode_job, args=(str(path), job), timeout=self.timeout_s
