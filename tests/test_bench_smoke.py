@@ -1,0 +1,66 @@
+"""The benchmark harness in quick mode, so that ``make bench`` cannot rot.
+
+Runs ``python -m bench --quick`` end to end (workloads, floor, the service and
+both baseline servers over HTTP, report) against the tiny model and checks
+the shape of ``latest.json``, never its numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_bench_writes_results_of_the_promised_shape(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {k: v for k, v in env.items() if not k.startswith("VIDLSTM_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--model",
+            str(tiny_model),
+            "--cache",
+            str(tmp_path / "cache"),
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    doc = json.loads((out / "latest.json").read_text())
+    assert set(doc["ratios"]) >= {
+        "service_vs_floor",
+        "service_vs_naive",
+        "service_vs_idiomatic",
+        "long_vs_short",
+    }
+    assert all(isinstance(v, float) for v in doc["ratios"].values())
+    c8 = doc["service"]["c8"]
+    assert set(c8) >= {"videos_per_s", "p50_ms", "p99_ms", "errors"}
+    assert c8["errors"] == 0
+    assert isinstance(doc["peak_rss_mb"], float)
+    assert doc["machine"]["cores_usable"] >= 1
+    assert doc["load_average"]["start"] and doc["load_average"]["end"]
+    assert {"w1", "w2", "w3"} <= set(doc["workloads"])
+    table = (out / "latest.md").read_text()
+    assert "| service | W1, 8 |" in table
+    assert "service_vs_floor" in table

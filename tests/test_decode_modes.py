@@ -1,0 +1,153 @@
+"""The faster decode modes: which frames they choose and how many they decode.
+
+Every assertion is on frame choices and counts, never on time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from service.decode import DecodeMode, decode_at, decode_clip
+from service.sampling import segment_centres
+from service.video import Limits
+from service.workers import DecodeJob, decode_job
+from tests.media import H264_MP4, MJPEG_AVI, write_video
+
+# Like camera and web files: B-frames (some not referenced) and the deblocking filter on.
+WEB_H264 = {"x264-params": "bframes=2:b-adapt=0:deblock=1:cabac=1:scenecut=0"}
+FPS = 25
+
+
+def index_frames(n: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """Frames whose brightness encodes their index, with a little texture to code."""
+    levels = (np.arange(n) * 255 // max(n - 1, 1)).astype(np.uint8)
+    frames = np.broadcast_to(levels[:, None, None, None], (n, height, width, 3)).copy()
+    frames[:, ::8, ::8] = 255 - frames[:, ::8, ::8]
+    return frames
+
+
+def web_video(tmp_path: Path, n: int, *, gop: int) -> Path:
+    return write_video(
+        tmp_path / f"web-{n}-{gop}.mp4",
+        index_frames(n),
+        fmt=H264_MP4,
+        gop=gop,
+        extra_options={**WEB_H264, "keyint_min": str(gop)},
+    )
+
+
+def keyframe_times(path: Path) -> set[float]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return {
+            round(float(p.pts * p.time_base), 6)
+            for p in container.demux(stream)
+            if p.is_keyframe and p.pts is not None and p.time_base is not None
+        }
+
+
+def within_segments(times: np.ndarray, duration: float, count: int) -> bool:
+    centres = segment_centres(duration, count)
+    return bool(np.all(np.abs(times - centres) <= duration / count / 2 + 1e-6))
+
+
+def test_skip_nonref_chooses_the_same_frames_and_decodes_fewer(tmp_path: Path) -> None:
+    path = web_video(tmp_path, 120, gop=250)
+
+    exact = decode_clip(path, num_frames=8, height=24, width=32)
+    skipping = decode_clip(path, num_frames=8, height=24, width=32, skip_nonref=True)
+
+    np.testing.assert_array_equal(skipping.times_s, exact.times_s)
+    np.testing.assert_array_equal(skipping.frames, exact.frames)
+    assert skipping.decoded_frames < exact.decoded_frames
+
+
+def test_tolerance_takes_keyframes_inside_each_segment(tmp_path: Path) -> None:
+    path = web_video(tmp_path, 250, gop=12)  # 10 s, a keyframe every 12 frames
+
+    clip = decode_clip(path, num_frames=16, height=24, width=32, tolerance=0.5, skip_nonref=True)
+
+    assert within_segments(clip.times_s, clip.info.duration_s, 16)
+    assert np.all(np.diff(clip.times_s) > 0)
+    keys = keyframe_times(path)
+    taken = sum(round(float(t), 6) in keys for t in clip.times_s)
+    assert taken >= 12  # most segments hold a keyframe (15.6 frames each, one key per 12)
+    assert clip.decoded_frames <= 2 * 16  # against 244 for the exact frames
+
+
+def test_tolerance_without_keyframes_decodes_to_the_window_and_stops(tmp_path: Path) -> None:
+    path = web_video(tmp_path, 250, gop=250)
+
+    exact = decode_clip(path, num_frames=16, height=24, width=32)
+    near = decode_clip(path, num_frames=16, height=24, width=32, tolerance=0.5)
+
+    assert within_segments(near.times_s, near.info.duration_s, 16)
+    assert near.decoded_frames <= exact.decoded_frames
+    # The first frame inside each segment: its start, not its centre.
+    starts = np.arange(16) * near.info.duration_s / 16
+    assert np.all(near.times_s - starts < 1.0 / FPS + 1e-6)
+
+
+def test_intra_only_video_takes_the_frame_nearest_each_centre(tmp_path: Path) -> None:
+    frames = index_frames(100)
+    path = write_video(tmp_path / "intra.avi", frames, fmt=MJPEG_AVI)
+
+    exact = decode_clip(path, num_frames=8, height=48, width=64)
+    near = decode_clip(path, num_frames=8, height=48, width=64, tolerance=0.5)
+
+    # Every frame is a keyframe: jumping costs no more than decoding forward.
+    assert near.decoded_frames <= 8 + 1
+    assert exact.decoded_frames > 80
+    np.testing.assert_allclose(near.times_s[1:], exact.times_s[1:], atol=1.0 / FPS + 1e-6)
+
+
+def test_skip_loop_filter_keeps_the_choices_and_changes_pixels_a_little(tmp_path: Path) -> None:
+    path = web_video(tmp_path, 60, gop=250)
+
+    exact = decode_clip(path, num_frames=6, height=48, width=64)
+    rough = decode_clip(path, num_frames=6, height=48, width=64, skip_loop_filter=True)
+
+    np.testing.assert_array_equal(rough.times_s, exact.times_s)
+    difference = np.abs(rough.frames.astype(int) - exact.frames.astype(int))
+    assert difference.mean() < 8
+
+
+def test_exact_mode_is_the_default() -> None:
+    assert DecodeMode() == DecodeMode(tolerance=0.0, skip_nonref=False, skip_loop_filter=False)
+    with pytest.raises(ValueError, match="tolerance"):
+        DecodeMode(tolerance=0.75)
+
+
+def test_per_time_tolerance_units_keep_each_frame_in_its_own_window(tmp_path: Path) -> None:
+    path = web_video(tmp_path, 250, gop=12)
+    times = np.array([5.0, 1.0, 1.2, 9.0])
+    units = np.array([5.0, 0.1, 0.1, 0.1])  # a wide window for the first, narrow for the rest
+
+    clip = decode_at(
+        path, times, height=24, width=32, tolerance=0.5, tolerance_unit=lambda i: units
+    )
+
+    assert np.all(np.abs(clip.times_s - times) <= units / 2 + 1.0 / FPS)
+    assert clip.times_s[1] <= clip.times_s[2]  # never past the next time: one forward pass
+
+
+def test_segments_job_uses_each_windows_own_segment(tmp_path: Path) -> None:
+    path = web_video(tmp_path, 250, gop=12)
+    job = DecodeJob(
+        num_frames=4,
+        height=24,
+        width=32,
+        limits=Limits(),
+        window_s=2.5,
+        max_segments=8,
+        mode=DecodeMode(tolerance=0.5, skip_nonref=True),
+    )
+
+    decoded = decode_job(str(path), job)
+
+    assert decoded.window_clips.shape == (4, 4, 24, 32, 3)
+    assert decoded.decoded_frames < 250
