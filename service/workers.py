@@ -15,6 +15,7 @@ import contextlib
 import importlib
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -48,6 +49,8 @@ _hook: Hook | None = None  # set in each worker by _init_worker
 # +18% in 10 min of mixed traffic without this (bench/soak.py). A new worker
 # costs ~0.2 s of CPU: 1% of a worker's time at 20 ms per decode.
 RECYCLE_AFTER_DECODES = 1000
+# Decoders yield the CPU to the server process (see _init_worker).
+WORKER_NICENESS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,10 @@ def _init_worker(hook: str | None) -> None:
     # model, unless a decoder (the usual culprit, and replaced at once) comes first.
     with contextlib.suppress(OSError):
         Path("/proc/self/oom_score_adj").write_text("1000")
+    # With every core decoding, the server's event loop (admitting, refusing with
+    # 503, answering) and inference must still get a core the moment they need one.
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
     if hook:
         module, _, name = hook.partition(":")
         _hook = getattr(importlib.import_module(module), name)

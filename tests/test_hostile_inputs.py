@@ -158,15 +158,23 @@ def test_hostile_request(under_attack: Hostile, case: ProtocolCase) -> None:
     assert not Path("/tmp/vidlstm-hostile-traversal.mp4").exists()
 
 
-def test_decode_workers_go_first_when_memory_runs_out(under_attack: Hostile) -> None:
+def _nice(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[16])
+
+
+def test_decode_workers_yield_cpu_and_memory_to_the_server(under_attack: Hostile) -> None:
+    """Decoders run niced, and are what the kernel kills first when memory runs out."""
+    server = under_attack.service.pid
     workers = [
         pid
-        for pid in descendants(under_attack.service.pid)
+        for pid in descendants(server)
         if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
     ]
     assert len(workers) == 2
     assert {Path(f"/proc/{pid}/oom_score_adj").read_text().strip() for pid in workers} == {"1000"}
-    assert Path(f"/proc/{under_attack.service.pid}/oom_score_adj").read_text().strip() == "0"
+    assert {_nice(pid) for pid in workers} == {min(_nice(server) + 10, 19)}
+    assert Path(f"/proc/{server}/oom_score_adj").read_text().strip() == "0"
 
 
 def test_server_log_is_clean(under_attack: Hostile) -> None:
