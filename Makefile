@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL ?= models/vidlstm.onnx
 
-.PHONY: setup run model test lint format bench nginx-conf deploy-check image-test clean
+.PHONY: setup run model test lint format bench bench-accuracy fuzz soak overload nginx-conf deploy-check image-test clean
 
 setup: $(STAMP)
 
@@ -37,8 +37,28 @@ format: $(STAMP)
 test: lint
 	$(PY) -m pytest
 
-bench: $(STAMP) $(MODEL)
-	$(PY) -m bench.serve_bench
+# Measures cost, so an untrained model of the default architecture will do:
+# it needs no trained model. BENCH_ARGS=--quick for a short run.
+bench: $(STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-accuracy: $(STAMP) $(MODEL)
+	$(PY) -m bench.accuracy
+
+FUZZ_EXAMPLES ?= 100000
+fuzz: $(STAMP)
+	mkdir -p build/fuzz-failures
+	VIDLSTM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) VIDLSTM_FUZZ_RANDOM=1 VIDLSTM_FUZZ_FAILURES=build/fuzz-failures \
+		$(PY) -m pytest tests/test_fuzz.py --timeout=0 -p no:cacheprovider
+
+SOAK_MINUTES ?= 30
+soak: $(STAMP)
+	mkdir -p build
+	$(PY) -m bench.soak --minutes $(SOAK_MINUTES) --out build/soak.json
+
+overload: $(STAMP)
+	mkdir -p build
+	$(PY) -m bench.overload --max-decode-wait-s 0 --out build/overload.json
 
 # An nginx config for `make run` on :8000 plus a second replica on :8001.
 nginx-conf: $(STAMP)
