@@ -32,6 +32,8 @@ ARCHS: tuple[Arch, ...] = ("lstm", "mean_pool")
 # ImageNet statistics: neutral for synthetic data, right for a pretrained backbone.
 RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)
+# Optical flow (pixel pooling, cell size at flow_cell=4, summary only): where motion is read.
+FLOW_SCALES = ((2, 4, False), (1, 4, True), (2, 2, True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,14 +253,19 @@ class VideoClassifier(nn.Module):
             self.changes = ChangeMoments(*self.encoder.map_size)
             self.map_motion = FrameMotion(*self.encoder.map_size)
             step_dim += 17 * config.change_channels
-        self.flow: FlowField | None = None
         if recurrent and config.pixel_motion:
             self.pixel_motion = FrameMotion(config.height // 2, config.width // 2)
             step_dim += 5 * 3
+        self.flows = nn.ModuleList()
         if recurrent and config.flow_cell:
-            small = (config.height // 2, config.width // 2)
-            self.flow = FlowField(*small, cell=config.flow_cell)
-            step_dim += 2 * (small[0] // config.flow_cell) * (small[1] // config.flow_cell) + 4
+            # The full field at half size; turn/growth/shift summaries at other scales too.
+            for pool, cell, summary_only in FLOW_SCALES:
+                size = (config.height // pool, config.width // pool)
+                flow = FlowField(
+                    *size, cell=cell * config.flow_cell // 4, summary_only=summary_only
+                )
+                self.flows.append(flow)
+                step_dim += flow.out_dim
         # Standardise each temporal input (like a StandardScaler): keypoint moves of a
         # few hundredths must not drown among features a hundred times larger.
         self.step_norm = nn.BatchNorm1d(step_dim)
@@ -294,10 +301,15 @@ class VideoClassifier(nn.Module):
         if self.changes is not None and self.map_motion is not None and maps is not None:
             grid = maps.reshape(n, t, maps.shape[1], maps.shape[2], maps.shape[3])
             feats = torch.cat([feats, self.changes(grid), self.map_motion(grid)], dim=2)
-        if self.pixel_motion is not None or self.flow is not None:
+        if self.pixel_motion is not None or len(self.flows):
             small = nn.functional.avg_pool2d(pixels, 2)
-            grid = small.reshape(n, t, 3, small.shape[2], small.shape[3])
-            motion = [m(grid) for m in (self.pixel_motion, self.flow) if m is not None]
+            half = small.reshape(n, t, 3, small.shape[2], small.shape[3])
+            full = pixels.reshape(n, t, 3, pixels.shape[2], pixels.shape[3])
+            motion = [self.pixel_motion(half)] if self.pixel_motion is not None else []
+            scaled = {1: full, 2: half}
+            motion += [
+                flow(scaled[p]) for (p, _, _), flow in zip(FLOW_SCALES, self.flows, strict=True)
+            ]
             feats = torch.cat([feats, *motion], dim=2)
         f = feats.shape[2]
         feats = self.dropout(self.step_norm(feats.reshape(-1, f)).reshape(n, t, f))

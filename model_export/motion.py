@@ -115,23 +115,35 @@ class FrameMotion(nn.Module):
 class FlowField(nn.Module):
     """Coarse optical flow: Lucas-Kanade in each ``cell x cell`` block, all channels pooled.
 
-    ``(N, T, C, h, w) -> (N, T, 2 G + 4)`` with ``G = (h / cell) (w / cell)``:
+    ``(N, T, C, h, w) -> (N, T, 2 G + 4)`` with ``G = (h // cell) (w // cell)`` (a
+    remainder at the right and bottom edges is left out)
+    (``(N, T, 4)`` with ``summary_only``):
     the ``(u, v)`` of every cell (pixels per step, clamped to ``[-4, 4]``),
-    then the field's curl and divergence about the centre and its mean
-    ``(u, v)``. A shift is a uniform field, a zoom diverges, a turn curls, so
+    then the field's turn and growth about its centre of motion and its
+    energy-weighted mean ``(u, v)``. A shift is a uniform field, a zoom diverges, a turn curls, so
     each class is a linear read-out of it. Step 0 has no motion (zeros).
     """
 
     coords: torch.Tensor
 
-    def __init__(self, height: int, width: int, *, cell: int = 4, damping: float = 0.01) -> None:
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        *,
+        cell: int = 4,
+        damping: float = 0.01,
+        summary_only: bool = False,
+    ) -> None:
         super().__init__()
-        if height % cell or width % cell:
-            raise ValueError(f"map size {height}x{width} is not a multiple of the cell {cell}")
+        if min(height, width) < cell:
+            raise ValueError(f"map size {height}x{width} is smaller than one cell of {cell}")
         xs, ys = _grid(height // cell, width // cell)
         self.register_buffer("coords", torch.stack([xs, ys]))
         self.cell = cell
         self.damping = damping  # keeps flat cells (no gradient) at zero flow
+        self.summary_only = summary_only
+        self.out_dim = 4 + (0 if summary_only else 2 * (height // cell) * (width // cell))
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         n, t, h, w = maps.shape[0], maps.shape[1], maps.shape[3], maps.shape[4]
@@ -148,14 +160,25 @@ class FlowField(nn.Module):
         det = a * d - b * b
         u = torch.clamp(-(d * ex - b * ey) / det, -4.0, 4.0)
         v = torch.clamp(-(a * ey - b * ex) / det, -4.0, 4.0)
+        if self.summary_only:
+            return self._summary(u, v)
+        return torch.cat([u.flatten(2), v.flatten(2), self._summary(u, v)], dim=2)
+
+    def _summary(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Turn and growth about the centre of motion, and the mean flow: ``(N, T, 4)``.
+
+        Weighted by flow energy about its own centroid, a shift adds nothing to
+        the turn or growth, so a turning object that also drifts still reads as
+        turning. Each ratio is a cosine in ``[-1, 1]``.
+        """
+        w = u * u + v * v
+        total = w.sum(dim=(2, 3), keepdim=True) + 1e-6
         x, y = self.coords[0], self.coords[1]
-        summary = torch.stack(
-            [
-                (x * v - y * u).mean(dim=(2, 3)),
-                (x * u + y * v).mean(dim=(2, 3)),
-                u.mean(dim=(2, 3)),
-                v.mean(dim=(2, 3)),
-            ],
-            dim=2,
-        )
-        return torch.cat([u.flatten(2), v.flatten(2), summary], dim=2)
+        dx = x - (w * x).sum(dim=(2, 3), keepdim=True) / total
+        dy = y - (w * y).sum(dim=(2, 3), keepdim=True) / total
+        scale = (w * torch.sqrt((dx * dx + dy * dy) * w + 1e-12)).sum(dim=(2, 3)) + 1e-6
+        turn = (w * (dx * v - dy * u)).sum(dim=(2, 3)) / scale
+        growth = (w * (dx * u + dy * v)).sum(dim=(2, 3)) / scale
+        mean_u = (w * u).sum(dim=(2, 3)) / total[..., 0, 0]
+        mean_v = (w * v).sum(dim=(2, 3)) / total[..., 0, 0]
+        return torch.stack([turn, growth, mean_u, mean_v], dim=2)

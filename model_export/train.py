@@ -32,7 +32,7 @@ class TrainConfig:
     """Optimisation settings (AdamW with a one-cycle schedule: warm-up, then cosine decay)."""
 
     epochs: int = 30
-    batch_size: int = 32
+    batch_size: int = 16
     lr: float = 3e-3
     weight_decay: float = 0.02
     warmup: float = 0.15  # fraction of all steps spent warming up
