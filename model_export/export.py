@@ -103,6 +103,7 @@ def export_onnx(
         _write_graph(model, tmp, metadata)
         _check_self_contained(tmp)
         verify(model, tmp, batch_sizes=VERIFY_BATCHES, lengths=lengths, seed=seed)
+        tmp.chmod(0o644)  # mkstemp makes it owner-only; the service may run as another user
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
