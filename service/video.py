@@ -122,6 +122,12 @@ def _pixel_cap(max_pixels: int | None) -> dict[str, str]:
     return {} if max_pixels is None else {"max_pixels": str(min(max_pixels, 2**31 - 1))}
 
 
+# Demuxers with no duration field and no index: FFmpeg guesses from the bit rate or
+# from timestamps near the ends, and can be off by a third on a short clip. The
+# packets are read instead (demuxing only; MPEG program streams are rare uploads).
+GUESSED_DURATION_FORMATS = frozenset({"mpeg"})
+
+
 @contextlib.contextmanager
 def open_probed(
     source: Source, *, max_pixels: int | None = None
@@ -183,7 +189,9 @@ def _check_refused_size(source: Source, max_pixels: int | None) -> None:
 def _probe(
     container: av.container.InputContainer, stream: av.video.VideoStream
 ) -> VideoInfo | None:
-    """What the container declares, or None when it declares no duration."""
+    """What the container declares, or None when it declares no duration (or only guesses it)."""
+    if container.format.name in GUESSED_DURATION_FORMATS:
+        return None
     tb = stream.time_base
     start_s = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
     duration_s = _declared_duration(container, stream)

@@ -136,6 +136,21 @@ def test_mpegts_with_non_zero_start_time(tmp_path: Path) -> None:
     assert np.all(np.diff(brightness) > 0)
 
 
+@pytest.mark.parametrize("codec", ["mpeg1video", "mpeg2video"])
+def test_mpeg_program_stream_duration_is_measured_not_guessed(tmp_path: Path, codec: str) -> None:
+    # A short, smooth clip: few bytes, so FFmpeg's guess of its length is far off.
+    frames = smooth_frames(50, 64, 96)
+    path = write_video(tmp_path / "c.mpg", frames, fmt=Format(codec, ".mpg", container="mpeg"))
+
+    clip = decode_clip(path, num_frames=5, height=48, width=64)
+
+    assert clip.info.duration_s == pytest.approx(2.0, abs=0.05)
+    assert clip.info.num_frames == 50
+    assert clip.times_s[-1] - clip.info.start_s > 1.5  # samples reach the end of the video
+    brightness = clip.frames.reshape(5, -1).mean(axis=1)
+    assert np.all(np.diff(brightness) > 0)
+
+
 def test_long_video_with_dense_keyframes_decodes_few_frames(tmp_path: Path) -> None:
     frames = smooth_frames(3000, 48, 64)  # 2 minutes at 25 fps, a keyframe every 12
     path = write_video(
