@@ -1,7 +1,7 @@
 """Overload: measure a replica's capacity, then offer it several times that.
 
     .venv/bin/python -m bench.overload [--model M.onnx] [--workers 2] [--factor 4]
-        [--seconds 20] [--max-decode-wait-s 0] [--out overload.json]
+        [--seconds 20] [--queue-per-worker 1] [--max-decode-wait-s 5] [--out overload.json]
 
 Runs a real ``python -m service`` and, against it:
 
@@ -51,6 +51,7 @@ class Answer:
 @dataclass
 class Report:
     workers: int
+    queue_per_worker: int | None
     max_decode_wait_s: float
     video_bytes: int
     unloaded_p50_ms: float = 0.0
@@ -157,7 +158,10 @@ def run(args: argparse.Namespace) -> Report:
         "VIDLSTM_MAX_DECODE_WAIT_S": str(args.max_decode_wait_s),
         "VIDLSTM_LOG_LEVEL": "info",  # the access log gives the server-side latencies
     }
-    report = Report(args.workers, args.max_decode_wait_s, len(body))
+    queue = args.queue_per_worker if args.queue_per_worker >= 0 else None
+    if queue is not None:
+        env["VIDLSTM_DECODE_QUEUE_PER_WORKER"] = str(queue)
+    report = Report(args.workers, queue, args.max_decode_wait_s, len(body))
     with run_service(Path(model), work, env) as service:
         url = service.base_url
         asyncio.run(unloaded(url, body, 10))  # warm-up
@@ -224,7 +228,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the overload")
     parser.add_argument("--capacity-seconds", type=float, default=15.0)
     parser.add_argument("--unloaded", type=int, default=60, help="requests for the unloaded p99")
-    parser.add_argument("--max-decode-wait-s", type=float, default=0.0)
+    parser.add_argument(
+        "--queue-per-worker", type=int, default=1, help="VIDLSTM_DECODE_QUEUE_PER_WORKER; -1: unset"
+    )
+    parser.add_argument("--max-decode-wait-s", type=float, default=5.0)
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON")
     args = parser.parse_args()
     report = run(args)

@@ -55,6 +55,7 @@ class Runtime:
             timeout_s=settings.decode_timeout_s,
             hook=settings.debug_decode_hook,
             max_wait_s=settings.max_decode_wait_s,
+            queue_per_worker=settings.decode_queue_per_worker,
             on_restart=lambda cause: self.metrics.worker_restarts.labels(cause=cause).inc(),
         )
         self.metrics.in_flight.set_function(lambda: self.lifecycle.in_flight)

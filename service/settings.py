@@ -191,15 +191,25 @@ class Settings(BaseSettings):
             "(bench/README.md). Turn it off for low-bitrate sources if accuracy drops."
         ),
     )
+    decode_queue_per_worker: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Admission: decodes that may wait for a busy worker, per worker; a request "
+            "beyond that gets 503 + Retry-After at once, before its upload is read. Unset, "
+            "only MAX_DECODE_WAIT_S bounds the queue, which absorbs bursts on a lone "
+            "replica. 1 keeps admitted requests within 2x their unloaded p99 at 4x "
+            "overload (bench/overload.py): the setting for a latency target. Behind nginx "
+            "mind that its max_fails counts these 503s as replica failures."
+        ),
+    )
     max_decode_wait_s: float = Field(
         default=5.0,
         ge=0,
         description=(
-            "Admission: a request that would wait longer than this for a decode worker "
+            "Admission: a request whose decode would wait longer than this for a worker "
             "(estimated from the decodes ahead of it and recent decode times) gets 503 at "
-            "once, before its upload is read. 5 s absorbs bursts on a lone replica; behind "
-            "a load balancer that retries 503s elsewhere, 0 (admit only when a worker is "
-            "free) keeps latency lowest under overload (bench/overload.py)."
+            "once, before its upload is read; a cap for deep queues of long videos."
         ),
     )
     max_requests_in_flight: int = Field(

@@ -176,10 +176,12 @@ class DecodePool:
         hook: str | None = None,
         on_restart: Callable[[str], None] = lambda cause: None,
         max_wait_s: float | None = None,
+        queue_per_worker: int | None = None,
     ) -> None:
         self.workers = workers
         self.timeout_s = timeout_s
         self.max_wait_s = max_wait_s
+        self.queue_per_worker = queue_per_worker
         self.pending = 0  # decodes admitted: running or waiting for a worker
         self._decode_s: float | None = None  # recent decode time (moving average)
         self._hook = hook
@@ -188,15 +190,21 @@ class DecodePool:
 
     @property
     def full(self) -> bool:
-        """Whether a new decode would wait longer than ``max_wait_s`` for a worker.
+        """Whether a new decode would queue too deep or wait too long for a worker.
 
-        The wait is estimated from the decodes ahead of it and recent decode
-        times (0 with a worker free). A request that would wait longer gets 503
-        at once: a load balancer retries it on another replica sooner than this
-        one would start it, and a client learns when to come back (Retry-After).
+        Too deep: more than ``queue_per_worker`` decodes per worker already wait.
+        Too long: the wait, estimated from the decodes ahead of it and recent
+        decode times, exceeds ``max_wait_s``. With a worker free, never. A request
+        refused here gets 503 at once: a load balancer retries it on another
+        replica sooner than this one would start it, and a client learns when to
+        come back (Retry-After), while the admitted ones keep their latency.
         """
         waiting = self.pending + 1 - self.workers  # the new decode's place in the queue
-        if self.max_wait_s is None or self._decode_s is None or waiting <= 0:
+        if waiting <= 0:
+            return False
+        if self.queue_per_worker is not None and waiting > self.queue_per_worker * self.workers:
+            return True
+        if self.max_wait_s is None or self._decode_s is None:
             return False
         return waiting / self.workers * self._decode_s > self.max_wait_s
 

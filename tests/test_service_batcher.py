@@ -228,9 +228,8 @@ def test_full_queue_is_503_with_retry_after(make_settings: MakeSettings, mp4: Pa
             while served.runtime.batcher.free_slots and time.monotonic() < deadline:
                 time.sleep(0.02)
 
-            start = time.monotonic()
+            # Answered while inference is still held: refused without waiting for a slot.
             refused = client.post("/classify", content=data, headers=headers)
-            refused_after = time.monotonic() - start
             gate.set()
             for t in pool:
                 t.join(30)
@@ -238,5 +237,4 @@ def test_full_queue_is_503_with_retry_after(make_settings: MakeSettings, mp4: Pa
     assert refused.status_code == 503
     assert refused.json()["type"] == PROBLEM_BASE + "overloaded"
     assert int(refused.headers["retry-after"]) >= 1
-    assert refused_after < 1.0
     assert answers == [200, 200, 200]

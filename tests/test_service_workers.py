@@ -7,7 +7,6 @@ import contextlib
 import os
 import re
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,13 +84,10 @@ async def test_crashed_worker_fails_only_its_request(
 
 def test_hanging_decode_times_out(faulty: Served, mp4: Path) -> None:
     before = restarts(faulty, "timeout")
-    start = time.monotonic()
     hung = post(faulty, faults.HANG + b"\0" * 1000)
-    elapsed = time.monotonic() - start
 
     assert hung.status_code == 504
     assert hung.json()["type"] == PROBLEM_BASE + "decode-timeout"
-    assert DECODE_TIMEOUT_S <= elapsed < DECODE_TIMEOUT_S + 5
     assert restarts(faulty, "timeout") == before + 1
     # Both workers are usable again.
     assert [post(faulty, mp4.read_bytes()).status_code for _ in range(3)] == [200] * 3
@@ -143,3 +139,27 @@ async def test_worker_killed_while_idle_is_replaced(mp4: Path) -> None:
 
     assert decoded.clip.shape == (8, 32, 32, 3)
     assert causes == ["pool"]
+
+
+@pytest.mark.parametrize(
+    ("queue_per_worker", "max_wait_s", "admitted"),
+    [
+        (None, None, 50),  # unbounded: every decode is admitted
+        (0, None, 2),  # only while a worker is free
+        (1, None, 4),  # one waiting per worker
+        (3, None, 8),
+        (None, 0.25, 7),  # waiting / workers * 0.1 s <= 0.25 s: up to 5 waiting
+        (1, 0.05, 3),  # the tighter of the two bounds wins
+    ],
+)
+def test_admission_bounds_the_decode_queue(
+    queue_per_worker: int | None, max_wait_s: float | None, admitted: int
+) -> None:
+    pool = DecodePool(
+        workers=2, timeout_s=1.0, queue_per_worker=queue_per_worker, max_wait_s=max_wait_s
+    )
+    pool._decode_s = 0.1  # recent decodes took 100 ms each
+    while not pool.full and pool.pending < 50:
+        pool.pending += 1  # what decode() does for each admitted request
+
+    assert pool.pending == admitted
