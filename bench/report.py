@@ -123,8 +123,10 @@ def markdown(r: dict[str, Any]) -> str:
             lines.append(_row(name, f"W1, {key[1:]}", run))
     for key, run in r["service"].items():
         if key.startswith(("w2", "w3")):
-            workload, conc = key.split("_")
-            lines.append(_row("service", f"{workload.upper()}, {conc[1:]}", run))
+            workload, conc = key.rsplit("_", 1)
+            client = " (httpx client)" if workload.endswith("_httpx") else ""
+            name = workload.removesuffix("_httpx").upper()
+            lines.append(_row("service", f"{name}{client}, {conc[1:]}", run))
     for key, run in r["idiomatic_long"].items():
         workload, conc = key.split("_")
         lines.append(_row("idiomatic", f"{workload.upper()}, {conc[1:]}", run))
@@ -138,10 +140,14 @@ def markdown(r: dict[str, Any]) -> str:
         f"all cores ({_f(floor and floor['decoded_frames_per_video'], 0)} frames decoded per "
         f"video), inference {_f(floor and floor['infer_clips_per_s'], 0)} clips/s at batch "
         f"{r['settings'].get('max_batch_size')}.",
-        f"- Length: W3 10-minute video p50 {_f(r['length'].get('w3_p50_ms'))} ms, 10-s W1 clip "
+        f"- Length (one request at a time, raw-socket client): W3 10-minute video p50 "
+        f"{_f(r['length'].get('w3_p50_ms'))} ms, 10-s W1 clip "
         f"p50 {_f(r['length'].get('w1_10s_p50_ms'))} ms; inside the server (decode + queue + "
         f"inference, upload excluded) {_f(r['length'].get('w3_server_ms'))} ms vs "
-        f"{_f(r['length'].get('w1_10s_server_ms'))} ms.",
+        f"{_f(r['length'].get('w1_10s_server_ms'))} ms; with the httpx client "
+        f"{_f(r['length'].get('w3_httpx_p50_ms'))} ms vs "
+        f"{_f(r['length'].get('w1_10s_httpx_p50_ms'))} ms (its upload path is the bottleneck "
+        "for a 70 MB body).",
         f"- Service process tree (server + decode workers): peak RSS {_f(r['peak_rss_mb'], 0)} MB "
         f"(sum of per-process peaks {_f(r['peak_rss_hwm_mb'], 0)} MB); at W1 concurrency 8 it "
         f"used {_f(r['cpu'].get('service_cores_c8'), 2)} cores while the machine was "

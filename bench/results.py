@@ -79,12 +79,16 @@ def summarise(m: Measured) -> dict[str, Any]:
         "w1_10s_p50_ms": service.get("w1_10s_c1", {}).get("p50_ms"),
         "w3_server_ms": service.get("w3_c1", {}).get("server_p50_ms"),
         "w1_10s_server_ms": service.get("w1_10s_c1", {}).get("server_p50_ms"),
+        "client": "raw socket (sendall)",
+        "w3_httpx_p50_ms": service.get("w3_httpx_c1", {}).get("p50_ms"),
+        "w1_10s_httpx_p50_ms": service.get("w1_10s_httpx_c1", {}).get("p50_ms"),
     }
     ratios: dict[str, float | None] = {k: _median(v) for k, v in m.ratios.items()}
     for name in ("service_vs_floor", "service_vs_naive", "service_vs_idiomatic"):
         ratios.setdefault(name, None)
     ratios["long_vs_short"] = _ratio(length["w3_p50_ms"], length["w1_10s_p50_ms"])
     ratios["long_vs_short_in_server"] = _ratio(length["w3_server_ms"], length["w1_10s_server_ms"])
+    ratios["long_vs_short_httpx"] = _ratio(length["w3_httpx_p50_ms"], length["w1_10s_httpx_p50_ms"])
     w2_floor = m.floor.get("w2")
     if w2_floor and "w2_c2" in service:
         ratios["service_vs_floor_w2"] = _ratio(

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.client import Upload, run_raw
+from tests.serving import Served
+
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
@@ -64,3 +67,14 @@ def test_quick_bench_writes_results_of_the_promised_shape(tiny_model: Path, tmp_
     table = (out / "latest.md").read_text()
     assert "| service | W1, 8 |" in table
     assert "service_vs_floor" in table
+
+
+def test_raw_socket_client_gets_the_service_answer(server: Served, mp4: Path) -> None:
+    """The length comparison's client: a whole answer per upload, with the server's timing."""
+    uploads = [Upload.of(mp4), Upload.of(mp4)]
+
+    result = run_raw(server.base_url, uploads)
+
+    assert result.errors == 0, result.error_samples
+    assert len(result.latencies_s) == 2
+    assert [set(t) >= {"upload", "decode", "total"} for t in result.server_timings] == [True] * 2
