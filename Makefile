@@ -58,7 +58,7 @@ soak: $(STAMP)
 
 overload: $(STAMP)
 	mkdir -p build
-	$(PY) -m bench.overload --queue-per-worker 1 --out build/overload.json
+	$(PY) -m bench.overload --queue-per-worker 0 --out build/overload.json
 
 # An nginx config for `make run` on :8000 plus a second replica on :8001.
 nginx-conf: $(STAMP)

@@ -1,13 +1,13 @@
 """Overload: measure a replica's capacity, then offer it several times that.
 
     .venv/bin/python -m bench.overload [--model M.onnx] [--workers 2] [--factor 4]
-        [--seconds 20] [--queue-per-worker 1] [--max-decode-wait-s 5] [--out overload.json]
+        [--seconds 20] [--queue-per-worker 0] [--max-decode-wait-s 5] [--out overload.json]
 
 Runs a real ``python -m service`` and, against it:
 
 1. unloaded: one request at a time -> p50/p99 latency;
-2. capacity: closed loop with every decode worker busy and one request waiting
-   each (what admission lets in) -> answers per second;
+2. capacity: closed loop with every decode worker busy and the decode queue full
+   (what admission lets in; one waiting per worker when unbounded) -> answers/s;
 3. overload: open loop at ``factor`` x capacity for ``seconds``.
 
 Passes when every request gets an answer, nothing is a 5xx, the excess gets
@@ -162,6 +162,9 @@ def run(args: argparse.Namespace) -> Report:
     if queue is not None:
         env["VIDLSTM_DECODE_QUEUE_PER_WORKER"] = str(queue)
     report = Report(args.workers, queue, args.max_decode_wait_s, len(body))
+    # What admission lets in at once: every worker busy and the queue full (one per worker
+    # when unbounded). Capacity is measured with that many requests in flight, never more.
+    admitted = args.workers * (1 + (1 if queue is None else queue))
     with run_service(Path(model), work, env) as service:
         url = service.base_url
         asyncio.run(unloaded(url, body, 10))  # warm-up
@@ -170,7 +173,7 @@ def run(args: argparse.Namespace) -> Report:
         print(f"unloaded: p50 {report.unloaded_p50_ms} ms, p99 {report.unloaded_p99_ms} ms")
 
         report.capacity_rps = round(
-            asyncio.run(closed_loop(url, body, 2 * args.workers, args.capacity_seconds)), 2
+            asyncio.run(closed_loop(url, body, admitted, args.capacity_seconds)), 2
         )
         print(f"capacity: {report.capacity_rps} answers/s")
 
@@ -229,7 +232,7 @@ def main() -> None:
     parser.add_argument("--capacity-seconds", type=float, default=15.0)
     parser.add_argument("--unloaded", type=int, default=60, help="requests for the unloaded p99")
     parser.add_argument(
-        "--queue-per-worker", type=int, default=1, help="VIDLSTM_DECODE_QUEUE_PER_WORKER; -1: unset"
+        "--queue-per-worker", type=int, default=0, help="VIDLSTM_DECODE_QUEUE_PER_WORKER; -1: unset"
     )
     parser.add_argument("--max-decode-wait-s", type=float, default=5.0)
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON")

@@ -198,9 +198,10 @@ class Settings(BaseSettings):
             "Admission: decodes that may wait for a busy worker, per worker; a request "
             "beyond that gets 503 + Retry-After at once, before its upload is read. Unset, "
             "only MAX_DECODE_WAIT_S bounds the queue, which absorbs bursts on a lone "
-            "replica. 1 keeps admitted requests within 2x their unloaded p99 at 4x "
-            "overload (bench/overload.py): the setting for a latency target. Behind nginx "
-            "mind that its max_fails counts these 503s as replica failures."
+            "replica. For a latency target set 0 (admit only while a worker is free): at "
+            "4x overload admitted requests kept their p99 within 1.5x of the unloaded p99, "
+            "against 3.3x at 1 (bench/overload.py). Behind nginx, its max_fails counts "
+            "these 503s as replica failures."
         ),
     )
     max_decode_wait_s: float = Field(
