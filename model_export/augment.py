@@ -102,8 +102,8 @@ class AugmentConfig:
 
     num_frames: int
     jitter_spread: float = 0.5
-    scale: tuple[float, float] = (0.8, 1.0)
-    max_shift: float = 0.08  # fraction of the frame size
+    scale: tuple[float, float] = (0.9, 1.0)
+    max_shift: float = 0.04  # fraction of the frame size
     max_degrees: float = 4.0  # small: rotation direction is a class, a static tilt is not
     brightness: float = 0.3
     contrast: float = 0.3

@@ -48,7 +48,7 @@ class RunConfig:
     alt_dir: Path = Path("data/synthetic-alt")
     cache_dir: Path = Path("data/cache")
     seed: int = 0
-    epochs: int = 30
+    epochs: int = 40
     num_frames: int = 16
     height: int = 64
     width: int = 64

@@ -47,7 +47,7 @@ METHOD = (
     "- **Linear SVM**: standardised per-frame features of the trained LSTM model's CNN, "
     "mean-pooled over time, one-vs-rest linear SVM.",
     "",
-    "Training: AdamW, one-cycle schedule (warm-up then cosine decay), label smoothing, "
+    "Training: AdamW, one-cycle schedule (warm-up then cosine decay), "
     "early stopping on validation accuracy (best weights kept); augmentation: temporal "
     "jitter, mild crop/shift/tilt, colour jitter, and label-aware horizontal/vertical "
     "flips and time reversal (derived from the label names).",
