@@ -188,8 +188,10 @@ async def _spool(chunks: AsyncIterator[bytes], sink: _Sink, file: BinaryIO, max_
 
 
 async def _write(file: BinaryIO, parts: list[bytes]) -> None:
-    """Off the event loop (a slow disk must not stall other requests), a batch at a time:
-    a thread hop per 64 KiB chunk cost more than the write itself."""
+    """Write ``parts`` off the event loop, so a slow disk cannot stall other requests.
+
+    Called per ~1 MiB batch: a thread hop per 64 KiB chunk cost more than the write.
+    """
     if parts:
         await asyncio.to_thread(file.writelines, parts)
 
