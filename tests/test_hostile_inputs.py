@@ -3,7 +3,7 @@ expected answer, and afterwards the server is healthy and holds nothing more tha
 before (file descriptors of the server and of its decode workers, spooled files,
 worker memory).
 
-The cases live in :mod:`tests.hostile`; the count by outcome is printed in the
+The cases live in :mod:`tests.hostile` (files, protocol, outcomes); the count by outcome is printed in the
 terminal summary.
 """
 
