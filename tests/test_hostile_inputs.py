@@ -3,8 +3,8 @@ expected answer, and afterwards the server is healthy and holds nothing more tha
 before (file descriptors of the server and of its decode workers, spooled files,
 worker memory).
 
-The cases live in :mod:`tests.hostile` (files, protocol, outcomes); the count by outcome is printed in the
-terminal summary.
+The cases live in :mod:`tests.hostile` (files, protocol, outcomes); the count by
+outcome is printed in the terminal summary.
 """
 
 from __future__ import annotations
