@@ -150,7 +150,7 @@ def run_raw(base_url: str, uploads: Sequence[Upload]) -> RunResult:
         latency = time.perf_counter() - start
         status_line, _, rest = bytes(reply).partition(b"\r\n")
         body = rest.partition(b"\r\n\r\n")[2]
-        if b" 200 " not in status_line + b" ":
+        if status_line.split(b" ")[1:2] != [b"200"]:  # HTTP/1.1 200 OK
             result.errors += 1
             result.error_samples.append(f"{upload.name}: {status_line[:120]!r}")
             continue

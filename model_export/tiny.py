@@ -8,14 +8,14 @@ exporter (metadata and ONNX Runtime verification included).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from model_export.export import ModelMetadata, export_onnx
-from model_export.model import ModelConfig, build_model
+from model_export.model import ModelConfig, VideoClassifier, build_model
 from model_export.synth import LABELS
 
 log = logging.getLogger(__name__)
@@ -49,22 +49,14 @@ def build_tiny_model(
         dropout=0.0,
     )
     model = build_model(config)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-2)
     generator = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(steps):
-        clips = torch.randint(
-            0,
-            256,
-            (TINY_BATCH, num_frames, height, width, 3),
-            dtype=torch.uint8,
-            generator=generator,
-        )
-        targets = torch.randint(0, len(labels), (TINY_BATCH,), generator=generator)
-        loss = nn.functional.cross_entropy(model.logits(clips), targets)
-        optimiser.zero_grad()
-        torch.autograd.backward(loss)
-        optimiser.step()
+
+    def random_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (TINY_BATCH, num_frames, height, width, 3)
+        clips = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+        return clips, torch.randint(0, len(labels), (TINY_BATCH,), generator=generator)
+
+    train_steps(model, (random_batch() for _ in range(steps)))
     metadata = ModelMetadata(
         labels=list(labels),
         num_frames=num_frames,
@@ -78,3 +70,25 @@ def build_tiny_model(
     export_onnx(model, out, metadata=metadata, seed=seed)
     log.info("tiny model written to %s", out)
     return out
+
+
+def train_steps(
+    model: VideoClassifier,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    lr: float = 1e-2,
+) -> float:
+    """A few plain AdamW steps on ``(clips uint8 (N, T, H, W, 3), targets (N,))`` batches.
+
+    Leaves the model in eval mode; returns the last batch's loss (nan if none).
+    """
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    loss = torch.tensor(float("nan"))
+    for clips, targets in batches:
+        loss = nn.functional.cross_entropy(model.logits(clips), targets)
+        optimiser.zero_grad()
+        torch.autograd.backward(loss)
+        optimiser.step()
+    model.eval()
+    return float(loss.detach())

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch import nn
 
 from model_export.export import ModelMetadata, export_onnx
 from model_export.model import ModelConfig, build_model
+from model_export.tiny import train_steps
 from tests.media import Frames
 
 LABELS = ("move_left", "move_right")
@@ -66,18 +66,13 @@ def build_direction_model(out: Path, *, steps: int = 60, batch: int = 16, seed: 
         dropout=0.0,
     )
     model = build_model(config)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(steps):
+
+    def direction_batch() -> tuple[torch.Tensor, torch.Tensor]:
         targets = rng.integers(0, 2, size=batch)
         clips = np.stack([direction_clip(rng, 1 if t == 1 else -1) for t in targets])
-        loss = nn.functional.cross_entropy(
-            model.logits(torch.from_numpy(clips)), torch.from_numpy(targets)
-        )
-        optimiser.zero_grad()
-        torch.autograd.backward(loss)
-        optimiser.step()
-    model.eval()
+        return torch.from_numpy(clips), torch.from_numpy(targets)
+
+    final_loss = train_steps(model, (direction_batch() for _ in range(steps)))
     metadata = ModelMetadata(
         labels=list(LABELS),
         num_frames=NUM_FRAMES,
@@ -86,6 +81,6 @@ def build_direction_model(out: Path, *, steps: int = 60, batch: int = 16, seed: 
         name="vidlstm-direction",
         version="0.0.0",
         data_fingerprint="moving-square",
-        metrics={"final_loss": float(loss.detach())},
+        metrics={"final_loss": final_loss},
     )
     return export_onnx(model, out, metadata=metadata, seed=seed)
