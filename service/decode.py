@@ -179,23 +179,31 @@ class _Sampler:
     ) -> tuple[npt.NDArray[np.uint8], FloatArray]:
         order = np.argsort(wanted, kind="stable")
         later = np.append(wanted[order][1:], np.inf)  # the next time, in time order
+        # Where the next time's window opens: whether the cursor will seek before it.
+        later_lo = np.append((wanted - slack)[order][1:], np.inf)
         frames = np.empty((len(wanted), self.height, self.width, 3), dtype=np.uint8)
         chosen = np.empty(len(wanted), dtype=np.float64)
-        for idx, after in zip(order, later, strict=True):
+        for idx, after, after_lo in zip(order, later, later_lo, strict=True):
             t, s = float(wanted[idx]), float(slack[idx])
             # A window never reaches past the next time, so the pass stays forward.
-            frame, when = self._frame_at(t, t - s, min(t + s, max(float(after), t)))
+            hi = min(t + s, max(float(after), t))
+            frame, when = self._frame_at(t, t - s, hi, next_lo=float(after_lo))
             frames[idx] = frame
             chosen[idx] = when
         return frames, chosen
 
-    def _frame_at(self, t: float, lo: float, hi: float) -> tuple[npt.NDArray[np.uint8], float]:
-        """The frame for time ``t``: one in ``[lo, hi)``, else the one on screen at ``t``."""
+    def _frame_at(
+        self, t: float, lo: float, hi: float, *, next_lo: float = np.inf
+    ) -> tuple[npt.NDArray[np.uint8], float]:
+        """The frame for time ``t``: one in ``[lo, hi)``, else the one on screen at ``t``.
+
+        ``next_lo`` is where the next time's window opens (``inf``: none follows).
+        """
         if not self._settled(t, lo):
             self.decoder.skip_before(lo - SKIP_GUARD_FRAMES / self.info.fps)
             if self._should_seek(lo):
                 # To the keyframe before the centre: the nearest on that side.
-                self._seek(t, need=lo)
+                self._seek(t, need=lo, window_end=hi, next_lo=next_lo)
             if lo < hi and not self._settled(t, lo):
                 self._jump(lo, t, hi)
         while not self._settled(t, lo):
@@ -254,14 +262,31 @@ class _Sampler:
         here = self._prev_time if self._prev is not None else self.info.start_s
         return self.can_seek and t - here > self.seek_cost_s
 
-    def _seek(self, target: float, *, need: float) -> None:
-        """Seek to the keyframe at or before ``target``; decoding must then reach ``need``."""
+    def _seek(
+        self, target: float, *, need: float, window_end: float = -np.inf, next_lo: float = np.inf
+    ) -> None:
+        """Seek to the keyframe at or before ``target``; decoding must then reach ``need``.
+
+        A keyframe landed on inside ``[need, window_end)``, with ``need < target``,
+        is the frame taken; when the next window lies a seek away from it too,
+        nothing after it is needed and it is decoded alone.
+        """
         here = self._prev_time
         moved = self.decoder.seek(target)
         self._forget()
         if not moved:  # the file cannot seek: the decoder is back at the start
             self.can_seek = False
             return
+        key = self.decoder.upcoming_keyframe()
+        alone = (
+            key is not None
+            and need < target
+            and need <= key < window_end
+            and self.can_seek
+            and next_lo - key > self.seek_cost_s
+        )
+        if alone:
+            self._next = self.decoder.keyframe_alone()
         landed = self._peek()
         if landed is None or self._time_of(landed) > target + 1.0 / self.info.fps:
             # The index lied (or there is none): decode from the start from now on.

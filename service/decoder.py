@@ -63,6 +63,7 @@ class Decoder:
         self.limits = limits
         self.skip_nonref = skip_nonref
         self.decoded = 0
+        self.packets = 0  # packets sent to the codec
         # Packet times as floats: Fraction arithmetic per packet costs more than demuxing.
         self._tb = float(stream.time_base) if stream.time_base is not None else None
         if skip_loop_filter:
@@ -77,17 +78,22 @@ class Decoder:
         self._packets: Iterator[VideoPacket] = container.demux(stream)
         self._ended = False
         self._frames: Iterator[av.VideoFrame] = self._decode()
+        # Set by keyframe_alone: the codec is drained at a keyframe (its time, or None when
+        # the packet had no time), and frames up to this time were already handed out.
+        self._drained: tuple[float | None, float] | None = None
 
     def next_frame(self) -> av.VideoFrame | None:
         """The next frame in presentation order, or None at the end of the stream."""
+        if self._drained is not None:
+            self._resume(*self._drained)
         frame = next(self._frames, None)
-        if frame is not None:
-            self.decoded += 1
-            if self.decoded > self.limits.max_frames:
-                raise LimitExceededError(
-                    f"the stream holds more than {self.limits.max_frames} frames"
-                )
-            check_frame_size(frame.width, frame.height, self.limits)
+        return None if frame is None else self._counted(frame)
+
+    def _counted(self, frame: av.VideoFrame) -> av.VideoFrame:
+        self.decoded += 1
+        if self.decoded > self.limits.max_frames:
+            raise LimitExceededError(f"the stream holds more than {self.limits.max_frames} frames")
+        check_frame_size(frame.width, frame.height, self.limits)
         return frame
 
     def skip_before(self, time_s: float) -> None:
@@ -126,11 +132,49 @@ class Decoder:
                     return best
             index += 1
 
+    def upcoming_keyframe(self) -> float | None:
+        """The time of the next packet when it is a keyframe (read ahead, not decoded)."""
+        packet = self._packet_at(0)
+        if packet is None or not packet.is_keyframe:
+            return None
+        return self._time(packet.pts)
+
+    def keyframe_alone(self) -> av.VideoFrame | None:
+        """The next packet, a keyframe, decoded on its own: the codec is drained after it.
+
+        A codec that reorders frames (B-frames) holds the keyframe back until it
+        has decoded the packets after it; a caller that needs nothing after the
+        keyframe before its next seek or jump drains it out instead (at 640x360
+        H.264, one packet decoded where three were). Decoding on without moving
+        still works: the cursor seeks back to the keyframe and drops up to it.
+        None when the packet yields no frame; the cursor then decodes on from it.
+        """
+        packet = self._next_packet()
+        if packet is None:
+            return None
+        at = self._time(packet.pts)
+        ctx = self.stream.codec_context
+        ctx.skip_frame, self._skipping = "DEFAULT", False
+        self.packets += 1
+        try:
+            frames = [*packet.decode(), *ctx.decode(None)]
+        except (av.FFmpegError, ValueError):
+            frames = []
+        if not frames or not isinstance(frames[0], av.VideoFrame):
+            self._drained = (at, float("-inf"))
+            return None
+        self._drained = (at, at if at is not None else float("inf"))
+        frame = frames[0]
+        if frame.time_base is None:  # a drained frame carries no time base of its own
+            frame.time_base = self.stream.time_base
+        return self._counted(frame)
+
     def jump(self, keyframe: Keyframe) -> None:
         """Drop the packets before ``keyframe`` undecoded, and what the decoder holds."""
         for _ in range(keyframe.index):
             self._ahead.popleft()
         self.stream.codec_context.flush_buffers()
+        self._drained = None
         self._frames = self._decode()
 
     def seek(self, time_s: float) -> bool:
@@ -158,7 +202,16 @@ class Decoder:
             raise NotAVideoError("the video cannot be rewound for decoding") from err
         self._reset()
 
+    def _resume(self, at: float | None, handed_out: float) -> None:
+        """Decode on after keyframe_alone drained the codec: seek back to its keyframe
+        and drop the frames up to ``handed_out``."""
+        if at is None or not self.seek(at):
+            self.restart()
+        fresh = self._frames  # the pass that seek or restart set up
+        self._frames = (f for f in fresh if f.time is None or f.time > handed_out)
+
     def _reset(self) -> None:
+        self._drained = None
         self._ahead.clear()
         self._packets = self.container.demux(self.stream)
         self._ended = False
@@ -200,6 +253,7 @@ class Decoder:
             if skip != self._skipping:
                 ctx.skip_frame = "NONREF" if skip else "DEFAULT"
                 self._skipping = skip
+            self.packets += 1
             try:
                 decoded = packet.decode()
             except (av.FFmpegError, ValueError) as err:

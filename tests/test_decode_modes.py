@@ -6,12 +6,14 @@ Every assertion is on frame choices and counts, never on time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import pytest
 
 from service.decode import DecodeMode, decode_at, decode_clip
+from service.decoder import Decoder
 from service.sampling import segment_centres
 from service.video import Limits
 from service.workers import DecodeJob, decode_job
@@ -151,3 +153,60 @@ def test_segments_job_uses_each_windows_own_segment(tmp_path: Path) -> None:
 
     assert decoded.window_clips.shape == (4, 4, 24, 32, 3)
     assert decoded.decoded_frames < 250
+
+
+def _long_web_video(tmp_path: Path) -> Path:
+    # 48 s, a keyframe a second, two B-frames: the codec holds each keyframe back two packets.
+    return web_video(tmp_path, 1200, gop=25)
+
+
+def _without_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Decoder, "upcoming_keyframe", lambda self: None)
+
+
+def test_seeks_decode_each_kept_keyframe_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _long_web_video(tmp_path)
+    decoders: list[Decoder] = []
+    init = Decoder.__init__
+
+    def recorded(self: Decoder, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        decoders.append(self)
+
+    monkeypatch.setattr(Decoder, "__init__", recorded)
+    alone = decode_clip(path, num_frames=16, height=24, width=32, tolerance=0.5)
+    _without_alone(monkeypatch)
+    fed = decode_clip(path, num_frames=16, height=24, width=32, tolerance=0.5)
+
+    np.testing.assert_array_equal(alone.times_s, fed.times_s)
+    np.testing.assert_array_equal(alone.frames, fed.frames)
+    keys = keyframe_times(path)
+    assert all(round(float(t), 6) in keys for t in alone.times_s)
+    # The first sample is decoded from the start (3 packets); each of the 15 seeks sends
+    # one packet alone, where the codec would otherwise wait for two more.
+    assert decoders[0].packets == 3 + 15
+    assert decoders[1].packets == 3 * 16
+
+
+def test_a_cursor_decoding_on_after_a_lone_keyframe_seeks_back(tmp_path: Path) -> None:
+    path = _long_web_video(tmp_path)
+
+    def frames_after_seek(alone: bool) -> list[tuple[float, bytes]]:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            decoder = Decoder(container, stream, Limits())
+            assert decoder.seek(10.0)
+            first = decoder.keyframe_alone() if alone else decoder.next_frame()
+            out = [first]
+            out += [decoder.next_frame() for _ in range(30)]
+            return [
+                (float(f.time), f.to_ndarray(format="gray").tobytes()) for f in out if f is not None
+            ]
+
+    alone, fed = frames_after_seek(True), frames_after_seek(False)
+
+    assert alone[0][0] == 10.0
+    assert [t for t, _ in alone] == [t for t, _ in fed]
+    assert [px for _, px in alone] == [px for _, px in fed]
