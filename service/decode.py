@@ -9,7 +9,10 @@ decoder runs forward while the next sample is near, and seeks (to the
 keyframe before it) when the gap is larger than what a seek has been seen
 to cost in this file. Decoding stops after the last sample. Each chosen
 frame is scaled and converted by FFmpeg's swscale (bilinear) straight to
-the model's ``H x W`` RGB, so full-size RGB frames are never built.
+the model's ``H x W`` RGB, so full-size RGB frames are never built. A
+video of a minute or more is sampled in two halves at once (the later half
+on a thread with a demuxer and decoder of its own): the same frames, in
+about half the time when a core is free.
 
 By default every frame is the one on screen at its time, fully decoded.
 Three options trade exactness for speed (:class:`DecodeMode`):
@@ -28,8 +31,11 @@ Three options trade exactness for speed (:class:`DecodeMode`):
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 import av
@@ -47,6 +53,8 @@ from service.video import (
     VideoInfo,
     check_limits,
     open_probed,
+    open_video,
+    video_stream,
 )
 
 # Before any seek has been measured, a gap longer than this is worth a seek.
@@ -54,6 +62,9 @@ INITIAL_SEEK_GAP_S = 1.0
 # skip_nonref leaves frames this many intervals before a window decoded, so the
 # frame on screen at a time is never one that was skipped.
 SKIP_GUARD_FRAMES = 2
+# A video this long is sampled in two halves at once, each with a decoder of its own: its
+# samples lie a seek or more apart, so each half costs about what it would in one pass.
+SPLIT_MIN_DURATION_S = 60.0
 TimesFor = Callable[[VideoInfo], FloatArray]
 UnitFor = Callable[[VideoInfo], "float | FloatArray"]
 
@@ -141,20 +152,99 @@ def decode_at(
         wanted = np.asarray(times(info) if callable(times) else times, dtype=np.float64)
         unit = tolerance_unit(info) if tolerance_unit else 1.0 / info.fps
         slack = np.broadcast_to(np.maximum(tolerance * np.asarray(unit), 0.0), wanted.shape)
-        sampler = _Sampler(
-            Decoder(
-                container,
-                stream,
-                limits,
-                skip_nonref=skip_nonref,
-                skip_loop_filter=skip_loop_filter,
-            ),
-            info,
-            height=height,
-            width=width,
+        part = _Part(info, limits, height, width, skip_nonref, skip_loop_filter)
+        path = source if isinstance(source, str | Path) else None
+        if path is None or not _splits(stream, info, wanted):
+            frames, chosen, decoded = part.sample(container, stream, wanted, slack)
+        else:
+            frames, chosen, decoded = _sample_halves(
+                path, container, stream, part=part, wanted=wanted, slack=slack
+            )
+    return Clip(frames=frames, times_s=chosen, info=info, decoded_frames=decoded)
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """How to sample some of a video's times with a decoder of one's own."""
+
+    info: VideoInfo
+    limits: Limits
+    height: int
+    width: int
+    skip_nonref: bool
+    skip_loop_filter: bool
+
+    def sample(
+        self,
+        container: av.container.InputContainer,
+        stream: av.video.VideoStream,
+        wanted: FloatArray,
+        slack: FloatArray,
+    ) -> tuple[npt.NDArray[np.uint8], FloatArray, int]:
+        """``(len(wanted), H, W, 3)`` frames, their times, and the frames decoded."""
+        decoder = Decoder(
+            container,
+            stream,
+            self.limits,
+            skip_nonref=self.skip_nonref,
+            skip_loop_filter=self.skip_loop_filter,
         )
+        sampler = _Sampler(decoder, self.info, height=self.height, width=self.width)
         frames, chosen = sampler.run(wanted, slack)
-    return Clip(frames=frames, times_s=chosen, info=info, decoded_frames=sampler.decoder.decoded)
+        return frames, chosen, decoder.decoded
+
+    def sample_opened(
+        self, path: str | Path, wanted: FloatArray, slack: FloatArray
+    ) -> tuple[npt.NDArray[np.uint8], FloatArray, int]:
+        """:meth:`sample` on a container of its own (the probe's info is reused)."""
+        with open_video(path, max_pixels=self.limits.max_pixels) as container:
+            stream = video_stream(container, max_pixels=self.limits.max_pixels)
+            return self.sample(container, stream, wanted, slack)
+
+
+def _splits(stream: av.video.VideoStream, info: VideoInfo, wanted: FloatArray) -> bool:
+    """Whether to sample a file in two halves at once: a long video that can seek."""
+    return (
+        stream.time_base is not None
+        and info.duration_s >= SPLIT_MIN_DURATION_S
+        and len(wanted) >= 2
+    )
+
+
+def _sample_halves(
+    source: str | Path,
+    container: av.container.InputContainer,
+    stream: av.video.VideoStream,
+    *,
+    part: _Part,
+    wanted: FloatArray,
+    slack: FloatArray,
+) -> tuple[npt.NDArray[np.uint8], FloatArray, int]:
+    """The earlier half of the times here, the later half on a thread with its own decoder.
+
+    Decoding and demuxing release the GIL, so the halves run in parallel. The
+    later half always finishes before this returns, even when the earlier fails.
+    """
+    order = np.argsort(wanted, kind="stable")
+    first, second = order[: len(order) // 2], order[len(order) // 2 :]
+    later = _halves_pool().submit(part.sample_opened, source, wanted[second], slack[second])
+    try:
+        frames_1, chosen_1, decoded_1 = part.sample(container, stream, wanted[first], slack[first])
+    except BaseException:
+        concurrent.futures.wait([later])
+        raise
+    frames_2, chosen_2, decoded_2 = later.result()
+    frames = np.empty((len(wanted), *frames_1.shape[1:]), dtype=np.uint8)
+    chosen = np.empty(len(wanted), dtype=np.float64)
+    frames[first], frames[second] = frames_1, frames_2
+    chosen[first], chosen[second] = chosen_1, chosen_2
+    return frames, chosen, decoded_1 + decoded_2
+
+
+@functools.cache
+def _halves_pool() -> concurrent.futures.ThreadPoolExecutor:
+    # One thread per process, made on first use: only processes that decode long videos.
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="half-decode")
 
 
 class _Sampler:

@@ -5,6 +5,7 @@ Every assertion is on frame choices and counts, never on time.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,10 @@ import av
 import numpy as np
 import pytest
 
-from service.decode import DecodeMode, decode_at, decode_clip
+from service import decode
+from service.decode import Clip, DecodeMode, decode_at, decode_clip
 from service.decoder import Decoder
+from service.errors import NotAVideoError
 from service.sampling import segment_centres
 from service.video import Limits
 from service.workers import DecodeJob, decode_job
@@ -160,14 +163,8 @@ def _long_web_video(tmp_path: Path) -> Path:
     return web_video(tmp_path, 1200, gop=25)
 
 
-def _without_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Decoder, "upcoming_keyframe", lambda self: None)
-
-
-def test_seeks_decode_each_kept_keyframe_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = _long_web_video(tmp_path)
+def _record_decoders(monkeypatch: pytest.MonkeyPatch) -> list[Decoder]:
+    """Every Decoder made from now on, in order."""
     decoders: list[Decoder] = []
     init = Decoder.__init__
 
@@ -176,6 +173,18 @@ def test_seeks_decode_each_kept_keyframe_alone(
         decoders.append(self)
 
     monkeypatch.setattr(Decoder, "__init__", recorded)
+    return decoders
+
+
+def _without_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Decoder, "upcoming_keyframe", lambda self: None)
+
+
+def test_seeks_decode_each_kept_keyframe_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _long_web_video(tmp_path)
+    decoders = _record_decoders(monkeypatch)
     alone = decode_clip(path, num_frames=16, height=24, width=32, tolerance=0.5)
     _without_alone(monkeypatch)
     fed = decode_clip(path, num_frames=16, height=24, width=32, tolerance=0.5)
@@ -210,3 +219,67 @@ def test_a_cursor_decoding_on_after_a_lone_keyframe_seeks_back(tmp_path: Path) -
     assert alone[0][0] == 10.0
     assert [t for t, _ in alone] == [t for t, _ in fed]
     assert [px for _, px in alone] == [px for _, px in fed]
+
+
+def _halves_and_whole(
+    path: Path, monkeypatch: pytest.MonkeyPatch, **mode: Any
+) -> tuple[Clip, Clip, list[Decoder]]:
+    decoders = _record_decoders(monkeypatch)
+    monkeypatch.setattr(decode, "SPLIT_MIN_DURATION_S", 30.0)
+    halves = decode_clip(path, num_frames=16, height=24, width=32, **mode)
+    monkeypatch.setattr(decode, "SPLIT_MIN_DURATION_S", np.inf)
+    whole = decode_clip(path, num_frames=16, height=24, width=32, **mode)
+    return halves, whole, decoders
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 0.5])
+def test_a_long_video_is_sampled_in_two_halves_with_the_same_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tolerance: float
+) -> None:
+    path = _long_web_video(tmp_path)  # 48 s: over the (lowered) 30-s threshold
+
+    halves, whole, decoders = _halves_and_whole(
+        path, monkeypatch, tolerance=tolerance, skip_nonref=True
+    )
+
+    assert len(decoders) == 3  # two halves, then one whole pass
+    np.testing.assert_array_equal(halves.times_s, whole.times_s)
+    np.testing.assert_array_equal(halves.frames, whole.frames)
+    assert halves.decoded_frames == decoders[0].decoded + decoders[1].decoded
+    assert {decoders[0].decoded, decoders[1].decoded} != {0}
+
+
+def test_a_short_video_or_a_file_object_is_sampled_in_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    short = web_video(tmp_path, 250, gop=12)  # 10 s
+    decoders = _record_decoders(monkeypatch)
+    monkeypatch.setattr(decode, "SPLIT_MIN_DURATION_S", 30.0)
+    decode_clip(short, num_frames=16, height=24, width=32)
+    with _long_web_video(tmp_path).open("rb") as file:
+        decode_clip(file, num_frames=16, height=24, width=32)
+
+    assert len(decoders) == 2
+
+
+def test_a_failing_half_fails_the_clip_after_both_halves_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _long_web_video(tmp_path)
+    monkeypatch.setattr(decode, "SPLIT_MIN_DURATION_S", 30.0)
+    finished: list[str] = []
+    sample = decode._Part.sample
+
+    def failing_first(self: Any, container: Any, stream: Any, wanted: Any, slack: Any) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            finished.append("first")
+            raise NotAVideoError("broken earlier half")
+        result = sample(self, container, stream, wanted, slack)
+        finished.append("second")
+        return result
+
+    monkeypatch.setattr(decode._Part, "sample", failing_first)
+    with pytest.raises(NotAVideoError, match="broken earlier half"):
+        decode_clip(path, num_frames=16, height=24, width=32)
+
+    assert sorted(finished) == ["first", "second"]
