@@ -107,6 +107,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"- Service settings: {json.dumps(r['settings'])}",
         f"- Repeats: {r['repeats']}; throughput is the median over repeats, latency "
         "percentiles pool every request of every repeat.",
+        "- Client: every server is loaded by the same raw-socket HTTP/1.1 client (threads, "
+        "kept-alive connections, `sendall`); the service at W1 concurrency 8 also by httpx "
+        "(asyncio), for reference: it shares the 2 cores with the server under test.",
         "",
         "| server | workload, concurrency | videos/s | p50 ms | p95 ms | p99 ms | errors |",
         "| --- | --- | --: | --: | --: | --: | --: |",
@@ -118,6 +121,8 @@ def markdown(r: dict[str, Any]) -> str:
         )
     for key, label in (("c1", "W1, 1"), ("c8", "W1, 8"), ("c32", "W1, 32")):
         lines.append(_row("service", label, r["service"].get(key)))
+    if "w1_httpx_c8" in r["service"]:
+        lines.append(_row("service", "W1 (httpx client), 8", r["service"]["w1_httpx_c8"]))
     for name in ("idiomatic", "naive"):
         for key, run in r[name].items():
             lines.append(_row(name, f"W1, {key[1:]}", run))

@@ -79,7 +79,7 @@ def summarise(m: Measured) -> dict[str, Any]:
         "w1_10s_p50_ms": service.get("w1_10s_c1", {}).get("p50_ms"),
         "w3_server_ms": service.get("w3_c1", {}).get("server_p50_ms"),
         "w1_10s_server_ms": service.get("w1_10s_c1", {}).get("server_p50_ms"),
-        "client": "raw socket (sendall)",
+        "client": "raw socket (sendall), one request at a time",
         "w3_httpx_p50_ms": service.get("w3_httpx_c1", {}).get("p50_ms"),
         "w1_10s_httpx_p50_ms": service.get("w1_10s_httpx_c1", {}).get("p50_ms"),
     }

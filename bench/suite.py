@@ -1,8 +1,10 @@
 """Suite: every measurement of one ``make bench`` run, interleaved so they share conditions.
 
-W1 at concurrency 8 goes round by round (floor, service, idiomatic, naive, then
-the next repeat) so that others' load on the machine, a shared 2-core box,
-falls on all of them alike; ratios are taken within a round and their median
+Every server is loaded by the same raw-socket client (``client.run_raw``); the
+service at W1 concurrency 8 also by httpx, for reference. W1 at concurrency 8
+goes round by round (floor, service, idiomatic, naive, then the next repeat)
+so that others' load on the machine, a shared 2-core box, falls on all of
+them alike; ratios are taken within a round and their median
 reported. Then the service alone at its other concurrencies, HD (W2) for the
 service and the idiomatic server (the naive one would hold 5 GB of RGB per
 HD minute), and length scaling: the W3 videos interleaved with the 10-s W1
@@ -154,13 +156,19 @@ class Suite:
             fl = floor.Floor(decode_rate, infer_rate, frames)
             m.floor.setdefault("w1", []).append(fl)
             window = monitor.window()
-            mine = m.add("service/w1/c8", client.run(self._url("service"), uploads, concurrency=c))
+            url = self._url("service")
+            mine = m.add("service/w1/c8", client.run_raw(url, uploads, concurrency=c))
             m.usage_c8.append(window.usage())
             m.ratios.setdefault("service_vs_floor", []).append(mine.videos_per_s / fl.videos_per_s)
+            # The same run with httpx, whose event loop takes a fifth of a core from the server.
+            ref = m.add("service/w1_httpx/c8", client.run(url, uploads, concurrency=c))
+            m.ratios.setdefault("service_vs_floor_httpx", []).append(
+                ref.videos_per_s / fl.videos_per_s
+            )
             for name in ("idiomatic", "naive"):
                 if name in self.running:
                     other = m.add(
-                        f"{name}/w1/c8", client.run(self._url(name), uploads, concurrency=c)
+                        f"{name}/w1/c8", client.run_raw(self._url(name), uploads, concurrency=c)
                     )
                     if other.videos_per_s > 0:
                         m.ratios.setdefault(f"service_vs_{name}", []).append(
@@ -172,7 +180,7 @@ class Suite:
             if conc == MAIN_CONCURRENCY:
                 continue
             for _ in tqdm(range(self.cfg.repeats), desc=f"W1 service c{conc}", leave=False):
-                run = client.run(self._url("service"), uploads, concurrency=conc)
+                run = client.run_raw(self._url("service"), uploads, concurrency=conc)
                 self.m.add(f"service/w1/c{conc}", run)
 
     def _w2(self, decode_pool: floor.DecodeFloor) -> None:
@@ -185,7 +193,7 @@ class Suite:
             self.m.floor.setdefault("w2", []).append(floor.Floor(decode_rate, infer_rate, frames))
             for name, conc in (("service", 1), ("service", 2), ("idiomatic", 2)):
                 if name in self.running:
-                    run = client.run(self._url(name), uploads, concurrency=conc)
+                    run = client.run_raw(self._url(name), uploads, concurrency=conc)
                     self.m.add(f"{name}/w2/c{conc}", run)
 
     def _w3(self, w1: Workload) -> None:

@@ -69,12 +69,17 @@ def test_quick_bench_writes_results_of_the_promised_shape(tiny_model: Path, tmp_
     assert "service_vs_floor" in table
 
 
-def test_raw_socket_client_gets_the_service_answer(server: Served, mp4: Path) -> None:
-    """The length comparison's client: a whole answer per upload, with the server's timing."""
-    uploads = [Upload.of(mp4), Upload.of(mp4)]
+def test_raw_socket_client_gets_every_answer_over_kept_alive_connections(
+    server: Served, mp4: Path, tmp_path: Path
+) -> None:
+    """The bench's main client: whole answers, the server's timings, errors counted."""
+    junk = tmp_path / "notes.mp4"
+    junk.write_bytes(b"not a video at all" * 100)
+    uploads = [Upload.of(mp4)] * 6 + [Upload.of(junk)]
 
-    result = run_raw(server.base_url, uploads)
+    result = run_raw(server.base_url, uploads, concurrency=3)
 
-    assert result.errors == 0, result.error_samples
-    assert len(result.latencies_s) == 2
-    assert [set(t) >= {"upload", "decode", "total"} for t in result.server_timings] == [True] * 2
+    assert len(result.latencies_s) == 6
+    assert result.errors == 1
+    assert " 415 " in result.error_samples[0]  # not-a-video
+    assert [set(t) >= {"upload", "decode", "total"} for t in result.server_timings] == [True] * 6
