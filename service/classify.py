@@ -6,6 +6,7 @@ this one strings them together and builds the response.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,22 +44,31 @@ async def classify(request: Request, runtime: Runtime, params: ClassifyParams) -
         # Fail before reading a byte: the upload would only wait behind a full queue.
         raise OverloadedError("the inference queue is full; retry shortly")
 
-    async with receive_upload(  # receive upload
-        request,
-        max_bytes=settings.max_upload_bytes,
-        temp_dir=runtime.spool.path,
-        idle_timeout_s=settings.upload_idle_timeout_s,
-        timeout_s=settings.upload_timeout_s,
-    ) as upload:
-        uploaded = time.perf_counter()
-        metrics.upload_bytes.observe(upload.size)
-        decoded, decode_s = await runtime.decoder.decode(  # decode & sample
-            upload.path, runtime.decode_job(params.window_s)
-        )
+    inferring: asyncio.Task[list[Inferred]] | None = None
+    try:
+        async with receive_upload(  # receive upload
+            request,
+            max_bytes=settings.max_upload_bytes,
+            temp_dir=runtime.spool.path,
+            idle_timeout_s=settings.upload_idle_timeout_s,
+            timeout_s=settings.upload_timeout_s,
+        ) as upload:
+            uploaded = time.perf_counter()
+            metrics.upload_bytes.observe(upload.size)
+            decoded, decode_s = await runtime.decoder.decode(  # decode & sample
+                upload.path, runtime.decode_job(params.window_s)
+            )
+            queued = time.perf_counter()
+            # Batch & infer while the spooled file is removed (freeing 70 MB takes ~5 ms).
+            inferring = asyncio.create_task(
+                runtime.batcher.submit([decoded.clip, *decoded.window_clips])
+            )
+        results = await inferring
+    except BaseException:
+        if inferring is not None:
+            inferring.cancel()
+        raise
     metrics.decode_seconds.observe(decode_s)
-
-    queued = time.perf_counter()
-    results = await runtime.batcher.submit([decoded.clip, *decoded.window_clips])  # batch, infer
 
     return respond(  # respond
         runtime,

@@ -47,6 +47,8 @@ DEFAULT_TIMEOUT_S = 600.0
 MAX_PART_HEADER_BYTES = 16 * 1024
 # Received data is written to the temp file in batches of about this much.
 WRITE_BYTES = 1024 * 1024
+# Spooled files this big are deleted on a thread: freeing their pages blocks for ms.
+REMOVE_IN_THREAD_BYTES = 8 * 1024 * 1024
 
 FILE_FIELD = "file"
 SPOOL_PREFIX = "vidlstm-spool-"
@@ -136,7 +138,7 @@ async def receive_upload(
             raise NoFileError("the uploaded file is empty")
         yield Upload(path=path, size=size, body_bytes=body_bytes)
     finally:
-        path.unlink(missing_ok=True)
+        await _remove(path)
 
 
 async def _paced(
@@ -194,6 +196,21 @@ async def _write(file: BinaryIO, parts: list[bytes]) -> None:
     """
     if parts:
         await asyncio.to_thread(file.writelines, parts)
+
+
+async def _remove(path: Path) -> None:
+    """Delete a spooled file; a big one off the event loop (freeing 70 MB takes ~5 ms).
+
+    Shielded: a request cancelled while its file is removed still removes it.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size < REMOVE_IN_THREAD_BYTES:
+        path.unlink(missing_ok=True)
+        return
+    await asyncio.shield(asyncio.to_thread(path.unlink, missing_ok=True))
 
 
 def _check_declared_length(value: str | None, max_bytes: int) -> None:

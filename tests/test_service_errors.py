@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
+from service import upload
 from service.app import create_app
 from service.errors import PROBLEM_BASE
 from service.upload import SPOOL_PREFIX, Spool
@@ -252,6 +254,32 @@ async def test_streamed_upload_over_cap_stops_reading(
     assert_problem(response, 413, "payload-too-large")
     assert pulled <= cap + chunk
     assert list(settings.temp_dir.iterdir()) == []
+
+
+async def test_a_big_upload_is_removed_on_a_thread_before_the_answer(
+    make_settings: MakeSettings, mp4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    removed_on: list[str] = []
+    unlink = Path.unlink
+
+    def recording_unlink(self: Path, missing_ok: bool = False) -> None:
+        if self.name.startswith("vidlstm-") and self.suffix == ".upload":
+            removed_on.append(threading.current_thread().name)
+        unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(upload, "REMOVE_IN_THREAD_BYTES", 1)
+    monkeypatch.setattr(Path, "unlink", recording_unlink)
+    settings = make_settings()
+    async with asgi_client(create_app(settings)) as client:
+        response = await client.post(
+            "/classify", content=mp4.read_bytes(), headers={"Content-Type": "video/mp4"}
+        )
+        spooled = [f for f in settings.temp_dir.rglob("*") if f.is_file()]
+
+    assert response.status_code == 200
+    assert spooled == []
+    assert len(removed_on) == 1
+    assert removed_on[0] != threading.main_thread().name
 
 
 async def test_video_over_duration_limit(make_settings: MakeSettings, mp4: Path) -> None:
