@@ -167,9 +167,15 @@ async def _paced(
 
 
 async def _spool(chunks: AsyncIterator[bytes], sink: _Sink, file: BinaryIO, max_bytes: int) -> int:
+    """Feed ``chunks`` through ``sink`` into ``file``; returns the bytes received.
+
+    Writes go to a thread in ~1 MiB batches, one batch in flight while the next
+    is received: receiving (the event loop) and writing (the thread) overlap.
+    """
     received = 0
     pending: list[bytes] = []
     pending_bytes = 0
+    writing: asyncio.Future[None] | None = None
     try:
         async for chunk in chunks:
             received += len(chunk)
@@ -180,22 +186,27 @@ async def _spool(chunks: AsyncIterator[bytes], sink: _Sink, file: BinaryIO, max_
                 pending.append(data)
                 pending_bytes += len(data)
             if pending_bytes >= WRITE_BYTES:
-                await _write(file, pending)
+                if writing is not None:
+                    await writing
+                writing = _write(file, pending)
                 pending, pending_bytes = [], 0
+        sink.finish()
     except ClientDisconnect as err:
         raise ClientDisconnectedError("the client disconnected during the upload") from err
-    sink.finish()
-    await _write(file, pending)
+    finally:
+        if writing is not None:  # never leave a write running on a file about to close
+            await asyncio.shield(writing)
+    if pending:
+        await _write(file, pending)
     return received
 
 
-async def _write(file: BinaryIO, parts: list[bytes]) -> None:
-    """Write ``parts`` off the event loop, so a slow disk cannot stall other requests.
+def _write(file: BinaryIO, parts: list[bytes]) -> asyncio.Future[None]:
+    """Write ``parts`` on a thread, so a slow disk cannot stall other requests.
 
-    Called per ~1 MiB batch: a thread hop per 64 KiB chunk cost more than the write.
+    Per ~1 MiB batch: a thread hop per 64 KiB chunk cost more than the write.
     """
-    if parts:
-        await asyncio.to_thread(file.writelines, parts)
+    return asyncio.ensure_future(asyncio.to_thread(file.writelines, parts))
 
 
 async def _remove(path: Path) -> None:

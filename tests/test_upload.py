@@ -1,0 +1,67 @@
+"""The upload spool on its own: bytes in, the same bytes in the file, whatever the batching."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service import upload
+from service.errors import PayloadTooLargeError
+
+
+async def _chunks(body: bytes, size: int) -> AsyncIterator[bytes]:
+    for i in range(0, len(body), size):
+        yield body[i : i + size]
+
+
+def _multipart(payload: bytes, boundary: str = "b0undary") -> tuple[bytes, str]:
+    body = (
+        (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="note"\r\n\r\nhello\r\n'
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="clip.mp4"\r\n'
+            "Content-Type: video/mp4\r\n\r\n"
+        ).encode()
+        + payload
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, boundary
+
+
+@pytest.mark.parametrize("chunk", [1000, 64 * 1024, 300 * 1024])
+@pytest.mark.parametrize("kind", ["raw", "multipart"])
+async def test_spooled_file_holds_exactly_the_uploaded_bytes(
+    tmp_path: Path, chunk: int, kind: str
+) -> None:
+    # Over five write batches: several writes run while the next batch is received.
+    payload = np.random.default_rng(0).bytes(5 * upload.WRITE_BYTES + 12345)
+    sink: upload._Sink
+    if kind == "raw":
+        body, sink = payload, upload._Sink()
+    else:
+        body, boundary = _multipart(payload)
+        sink = upload._MultipartSink(boundary.encode())
+    target = tmp_path / "spooled"
+
+    with target.open("wb") as file:
+        received = await upload._spool(_chunks(body, chunk), sink, file, max_bytes=len(body))
+
+    assert received == len(body)
+    assert target.read_bytes() == payload
+
+
+async def test_a_body_over_the_cap_stops_after_the_writes_in_flight(tmp_path: Path) -> None:
+    payload = bytes(4 * upload.WRITE_BYTES)
+    target = tmp_path / "spooled"
+
+    # The file is closed right after _spool fails: no write may still be running on it.
+    with target.open("wb") as file, pytest.raises(PayloadTooLargeError):
+        await upload._spool(
+            _chunks(payload, 64 * 1024), upload._Sink(), file, max_bytes=3 * upload.WRITE_BYTES
+        )
+
+    assert target.stat().st_size <= 3 * upload.WRITE_BYTES
