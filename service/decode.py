@@ -13,8 +13,8 @@ the model's ``H x W`` RGB, so full-size RGB frames are never built. A
 video of a minute or more is sampled in two halves at once (the later half
 on a thread with a demuxer and decoder of its own), in about half the time
 when a core is free. Its frames are those of one pass: always with exact
-frames, and with a tolerance whenever one pass would seek between the
-halves, as it does with samples a minute / T or more apart.
+frames, and with a tolerance whenever one pass would also seek between the
+halves (samples further apart than the file's keyframe interval).
 
 By default every frame is the one on screen at its time, fully decoded.
 Three options trade exactness for speed (:class:`DecodeMode`):
