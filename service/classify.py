@@ -58,6 +58,7 @@ async def classify(request: Request, runtime: Runtime, params: ClassifyParams) -
             decoded, decode_s = await runtime.decoder.decode(  # decode & sample
                 upload.path, runtime.decode_job(params.window_s)
             )
+            metrics.decode_seconds.observe(decode_s)
             queued = time.perf_counter()
             # Batch & infer while the spooled file is removed (freeing 70 MB takes ~5 ms).
             inferring = asyncio.create_task(
@@ -68,7 +69,6 @@ async def classify(request: Request, runtime: Runtime, params: ClassifyParams) -
         if inferring is not None:
             inferring.cancel()
         raise
-    metrics.decode_seconds.observe(decode_s)
 
     return respond(  # respond
         runtime,
