@@ -205,8 +205,10 @@ class Decoder:
     def _resume(self, at: float | None, handed_out: float) -> None:
         """Decode on after keyframe_alone drained the codec: seek back to its keyframe
         and drop the frames up to ``handed_out``."""
-        if at is None or not self.seek(at):
+        if at is None:
             self.restart()
+        else:
+            self.seek(at)  # a refused seek restarts from the first packet itself
         fresh = self._frames  # the pass that seek or restart set up
         self._frames = (f for f in fresh if f.time is None or f.time > handed_out)
 
