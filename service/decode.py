@@ -12,7 +12,8 @@ frame is scaled and converted by FFmpeg's swscale (bilinear) straight to
 the model's ``H x W`` RGB, so full-size RGB frames are never built. A
 video of a minute or more is sampled in two halves at once (the later half
 on a thread with a demuxer and decoder of its own), in about half the time
-when a core is free. Its frames are those of one pass: always with exact
+when a core is free; for a file of 32 MiB or more that second demuxer opens
+while the first one probes. Its frames are those of one pass: always with exact
 frames, and with a tolerance whenever one pass would also seek between the
 halves (samples further apart than the file's keyframe interval).
 
@@ -34,6 +35,7 @@ Three options trade exactness for speed (:class:`DecodeMode`):
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +62,8 @@ from service.video import (
 # A video this long is sampled in two halves at once, each with a decoder of its own: its
 # samples lie a seek or more apart, so each half costs about what it would in one pass.
 SPLIT_MIN_DURATION_S = 60.0
+# A file this big is likely that long: the later half's demuxer opens while the first probes.
+EARLY_OPEN_MIN_BYTES = 32 * 1024 * 1024
 TimesFor = Callable[[VideoInfo], FloatArray]
 UnitFor = Callable[[VideoInfo], "float | FloatArray"]
 
@@ -142,19 +146,25 @@ def decode_at(
     if height < 1 or width < 1:
         raise ValueError("height and width must be >= 1")
     limits = limits or Limits()
-    with open_probed(source, max_pixels=limits.max_pixels) as (container, stream, info):
-        check_limits(info, limits)
-        wanted = np.asarray(times(info) if callable(times) else times, dtype=np.float64)
-        unit = tolerance_unit(info) if tolerance_unit else 1.0 / info.fps
-        slack = np.broadcast_to(np.maximum(tolerance * np.asarray(unit), 0.0), wanted.shape)
-        part = _Part(info, limits, height, width, skip_nonref, skip_loop_filter)
-        path = source if isinstance(source, str | Path) else None
-        if path is None or not _splits(stream, info, wanted):
-            frames, chosen, decoded = part.sample(container, stream, wanted, slack)
-        else:
-            frames, chosen, decoded = _sample_halves(
-                path, container, stream, part=part, wanted=wanted, slack=slack
-            )
+    path = source if isinstance(source, str | Path) else None
+    early = _open_early(path, limits) if path is not None else None
+    try:
+        with open_probed(source, max_pixels=limits.max_pixels) as (container, stream, info):
+            check_limits(info, limits)
+            wanted = np.asarray(times(info) if callable(times) else times, dtype=np.float64)
+            unit = tolerance_unit(info) if tolerance_unit else 1.0 / info.fps
+            slack = np.broadcast_to(np.maximum(tolerance * np.asarray(unit), 0.0), wanted.shape)
+            part = _Part(info, limits, height, width, skip_nonref, skip_loop_filter)
+            if path is None or not _splits(stream, info, wanted):
+                frames, chosen, decoded = part.sample(container, stream, wanted, slack)
+            else:
+                opening, early = early, None  # the later half takes it over
+                frames, chosen, decoded = _sample_halves(
+                    path, container, stream, part=part, wanted=wanted, slack=slack, opening=opening
+                )
+    finally:
+        if early is not None:
+            _discard(early)
     return Clip(frames=frames, times_s=chosen, info=info, decoded_frames=decoded)
 
 
@@ -189,12 +199,56 @@ class _Part:
         return frames, chosen, decoder.decoded
 
     def sample_opened(
-        self, path: str | Path, wanted: FloatArray, slack: FloatArray
+        self,
+        opening: concurrent.futures.Future[_Opened] | None,
+        path: str | Path,
+        wanted: FloatArray,
+        slack: FloatArray,
     ) -> tuple[npt.NDArray[np.uint8], FloatArray, int]:
-        """:meth:`sample` on a container of its own (the probe's info is reused)."""
-        with open_video(path, max_pixels=self.limits.max_pixels) as container:
-            stream = video_stream(container, max_pixels=self.limits.max_pixels)
-            return self.sample(container, stream, wanted, slack)
+        """:meth:`sample` on a container of its own: ``opening``'s, else opened now.
+
+        The probe's info is reused. Runs on the halves thread, where ``opening``
+        was submitted earlier and so has finished.
+        """
+        opened = opening.result() if opening is not None else _Opened.open(path, self.limits)
+        with opened.stack:
+            return self.sample(opened.container, opened.stream, wanted, slack)
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """A demuxer and decoder of the later half's own; ``stack`` closes them."""
+
+    stack: contextlib.ExitStack
+    container: av.container.InputContainer
+    stream: av.video.VideoStream
+
+    @classmethod
+    def open(cls, path: str | Path, limits: Limits) -> _Opened:
+        with contextlib.ExitStack() as stack:
+            container = stack.enter_context(open_video(path, max_pixels=limits.max_pixels))
+            stream = video_stream(container, max_pixels=limits.max_pixels)
+            return cls(stack.pop_all(), container, stream)
+
+
+def _open_early(path: str | Path, limits: Limits) -> concurrent.futures.Future[_Opened] | None:
+    """For a big file, a second demuxer opening on the halves thread while this one probes."""
+    try:
+        big = Path(path).stat().st_size >= EARLY_OPEN_MIN_BYTES
+    except OSError:
+        return None  # the probe reports it
+    return _halves_pool().submit(_Opened.open, path, limits) if big else None
+
+
+def _discard(opening: concurrent.futures.Future[_Opened]) -> None:
+    """Close an early demuxer nobody needs, on its thread; it may not have opened yet."""
+    if not opening.cancel():
+        _halves_pool().submit(_close, opening)
+
+
+def _close(opening: concurrent.futures.Future[_Opened]) -> None:
+    with contextlib.suppress(Exception):  # an open that failed has nothing to close
+        opening.result().stack.close()
 
 
 def _splits(stream: av.video.VideoStream, info: VideoInfo, wanted: FloatArray) -> bool:
@@ -214,6 +268,7 @@ def _sample_halves(
     part: _Part,
     wanted: FloatArray,
     slack: FloatArray,
+    opening: concurrent.futures.Future[_Opened] | None = None,
 ) -> tuple[npt.NDArray[np.uint8], FloatArray, int]:
     """The earlier half of the times here, the later half on a thread with its own decoder.
 
@@ -222,7 +277,9 @@ def _sample_halves(
     """
     order = np.argsort(wanted, kind="stable")
     first, second = order[: len(order) // 2], order[len(order) // 2 :]
-    later = _halves_pool().submit(part.sample_opened, source, wanted[second], slack[second])
+    later = _halves_pool().submit(
+        part.sample_opened, opening, source, wanted[second], slack[second]
+    )
     try:
         frames_1, chosen_1, decoded_1 = part.sample(container, stream, wanted[first], slack[first])
     except BaseException:

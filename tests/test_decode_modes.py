@@ -5,7 +5,9 @@ Every assertion is on frame choices and counts, never on time.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from service.decode import Clip, DecodeMode, decode_at, decode_clip
 from service.decoder import Decoder
 from service.errors import NotAVideoError
 from service.sampling import segment_centres
-from service.video import Limits
+from service.video import Limits, open_video
 from service.workers import DecodeJob, decode_job
 from tests.media import H264_MP4, MJPEG_AVI, write_video
 
@@ -283,3 +285,91 @@ def test_a_failing_half_fails_the_clip_after_both_halves_stop(
         decode_clip(path, num_frames=16, height=24, width=32)
 
     assert sorted(finished) == ["first", "second"]
+
+
+def _track_later_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``open``/``close`` of every demuxer a later half opens (the probe's is not counted).
+
+    Each is tagged with whether the halves thread did it: a demuxer dropped and
+    closed by the garbage collector is closed elsewhere.
+    """
+    events: list[str] = []
+    real = open_video
+
+    def event(name: str) -> str:
+        on_halves = threading.current_thread().name.startswith("half-decode")
+        return name if on_halves else f"{name} elsewhere"
+
+    @contextlib.contextmanager
+    def tracked(source: Any, **kwargs: Any) -> Iterator[Any]:
+        with real(source, **kwargs) as container:
+            events.append(event("open"))
+            try:
+                yield container
+            finally:
+                events.append(event("close"))
+
+    monkeypatch.setattr(decode, "open_video", tracked)
+    return events
+
+
+def _halves_thread_idle() -> None:
+    decode._halves_pool().submit(lambda: None).result()  # one thread: all before it ran
+
+
+def test_a_big_file_opens_the_later_halfs_demuxer_while_it_is_probed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _long_web_video(tmp_path)
+    monkeypatch.setattr(decode, "EARLY_OPEN_MIN_BYTES", 0)
+    events = _track_later_opens(monkeypatch)
+    handed: list[bool] = []
+    sample_opened = decode._Part.sample_opened
+
+    def recorded(self: Any, opening: Any, *args: Any) -> Any:
+        handed.append(opening is not None)
+        return sample_opened(self, opening, *args)
+
+    monkeypatch.setattr(decode._Part, "sample_opened", recorded)
+
+    halves, whole, _ = _halves_and_whole(path, monkeypatch, tolerance=0.5, skip_nonref=True)
+    _halves_thread_idle()
+
+    assert handed == [True]  # the later half took over the demuxer opened early
+    np.testing.assert_array_equal(halves.times_s, whole.times_s)
+    np.testing.assert_array_equal(halves.frames, whole.frames)
+    # The whole pass (no split) opened one early too, and closed it unused.
+    assert events == ["open", "close", "open", "close"]
+
+
+@pytest.mark.parametrize("video", [True, False])
+def test_an_early_demuxer_nobody_needs_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, video: bool
+) -> None:
+    path = web_video(tmp_path, 250, gop=12)  # 10 s: not split
+    if not video:
+        path.write_bytes(b"\x00not a video" * 4096)
+    monkeypatch.setattr(decode, "EARLY_OPEN_MIN_BYTES", 0)
+    events = _track_later_opens(monkeypatch)
+
+    if video:
+        decode_clip(path, num_frames=16, height=24, width=32)
+    else:
+        with pytest.raises(NotAVideoError):
+            decode_clip(path, num_frames=16, height=24, width=32)
+    _halves_thread_idle()
+
+    assert events == (["open", "close"] if video else [])
+
+
+def test_a_small_file_opens_no_demuxer_early(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = web_video(tmp_path, 250, gop=12)
+    events = _track_later_opens(monkeypatch)
+
+    decode_clip(path, num_frames=16, height=24, width=32)
+    _halves_thread_idle()
+
+    assert path.stat().st_size < decode.EARLY_OPEN_MIN_BYTES
+    assert events == []
