@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -26,3 +27,33 @@ def test_quick_start_is_make_run_and_make_test() -> None:
     makefile = (README.parent / "Makefile").read_text(encoding="utf-8")
     assert re.search(r"^run:", makefile, flags=re.MULTILINE)
     assert re.search(r"^test:", makefile, flags=re.MULTILINE)
+
+
+BENCH_README = README.parent / "bench" / "README.md"
+LATEST = README.parent / "bench" / "results" / "latest.json"
+# Rows of the README's figures table and the ratio of bench/results/latest.json each shows.
+FIGURES = {
+    "service / floor": "service_vs_floor",
+    "service / naive": "service_vs_naive",
+    "service / idiomatic": "service_vs_idiomatic",
+    "W3 latency / 10-s W1 clip latency, end to end": "long_vs_short",
+}
+
+
+def _results_rows(path: Path) -> list[list[str]]:
+    """The table rows under ``### Results``, up to the next heading, as stripped cells."""
+    section = path.read_text(encoding="utf-8").split("### Results", 1)[1]
+    section = re.split(r"^#", section, maxsplit=1, flags=re.MULTILINE)[0]
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("|")
+    ]
+
+
+def test_benchmark_tables_agree_with_the_last_results() -> None:
+    rows = _results_rows(README)
+    assert rows == _results_rows(BENCH_README), "README and bench/README results differ"
+    ratios = json.loads(LATEST.read_text(encoding="utf-8"))["ratios"]
+    shown = {row[0]: row[1].strip("*") for row in rows if row[0] in FIGURES}
+    assert shown == {name: f"{ratios[key]:.2f}" for name, key in FIGURES.items()}
