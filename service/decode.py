@@ -268,7 +268,7 @@ def _sample_halves(
     part: _Part,
     wanted: FloatArray,
     slack: FloatArray,
-    opening: concurrent.futures.Future[_Opened] | None = None,
+    opening: concurrent.futures.Future[_Opened] | None,
 ) -> tuple[npt.NDArray[np.uint8], FloatArray, int]:
     """The earlier half of the times here, the later half on a thread with its own decoder.
 
