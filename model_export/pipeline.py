@@ -339,6 +339,7 @@ def _load_model(path: Path) -> VideoClassifier:
     config["channels"] = tuple(config["channels"])
     if config.get("backbone_weights"):
         config["backbone_weights"] = Path(config["backbone_weights"])
+    config.setdefault("bidirectional", False)  # checkpoints from before the option
     model = build_model(ModelConfig(**config))
     model.load_state_dict(saved["state"])
     return model.eval()

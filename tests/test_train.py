@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -94,3 +96,20 @@ def test_mean_pool_baseline_and_svm_share_the_encoder() -> None:
     assert predict(svm, features).shape == (12,)
     probs = mean_pool.eval()(torch.from_numpy(serving))
     torch.testing.assert_close(probs.sum(1), torch.ones(12))
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_the_head_reads_each_direction_after_the_whole_clip(bidirectional: bool) -> None:
+    """Forwards ends at the last frame, backwards at the first: the head gets both final states."""
+    seed_everything(0)
+    model = build_model(replace(_tiny(), bidirectional=bidirectional)).eval()
+    assert model.lstm is not None
+    seen: dict[str, torch.Tensor] = {}
+    model.lstm.register_forward_hook(lambda m, i, out: seen.update(h_n=out[1][0]))
+    model.head.register_forward_pre_hook(lambda m, args: seen.update(head=args[0]))
+    with torch.no_grad():
+        model(torch.from_numpy(np.ascontiguousarray(_clips(3, 0)[0][:, ::3])))
+    h_n = seen["h_n"]  # (layers * directions, N, hidden)
+    final = torch.cat([h_n[-2], h_n[-1]], dim=1) if bidirectional else h_n[-1]
+    assert seen["head"].shape == (3, 8 * (2 if bidirectional else 1))
+    torch.testing.assert_close(seen["head"], final)
