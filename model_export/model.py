@@ -323,11 +323,11 @@ class VideoClassifier(nn.Module):
         if self.lstm is None:
             pooled = feats.mean(dim=1)
         else:
-            out, _ = self.lstm(feats)  # (N, T, directions * hidden)
-            h = self.config.hidden_size
-            # Each direction's state after it has read the whole clip: forwards at the
-            # last step, backwards at the first.
-            pooled = torch.cat([out[:, -1, :h], out[:, 0, h:]], dim=1)
+            _, (h_n, _) = self.lstm(feats)  # h_n: (layers * directions, N, hidden)
+            # The last layer's final state in each direction: forwards after the last
+            # frame, backwards after the first.
+            directions = 2 if self.config.bidirectional else 1
+            pooled = torch.cat(list(h_n[-directions:]), dim=1)
         out_logits: torch.Tensor = self.head(self.dropout(pooled))
         return out_logits
 
