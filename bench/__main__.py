@@ -32,6 +32,8 @@ log = logging.getLogger("bench")
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "vidlstm.onnx"
+# What `make model` trains (model_export.pipeline.RunConfig; a test keeps them equal).
+DEFAULT_GEOMETRY = (16, 128, 128)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,17 +57,25 @@ def resolve_model(arg: Path | None, cache: Path) -> Path:
         return arg
     if DEFAULT_MODEL.exists():
         return DEFAULT_MODEL
-    path = cache / "untrained-lstm-16x64x64.onnx"
+    frames, height, width = DEFAULT_GEOMETRY
+    path = cache / f"untrained-lstm-{frames}x{height}x{width}.onnx"
     if not path.exists():
         log.info("no %s yet: exporting the default architecture untrained", DEFAULT_MODEL)
         # torch is imported only here: the bench itself runs without it.
         from model_export.export import ModelMetadata, export_onnx  # noqa: PLC0415
-        from model_export.model import ModelConfig, build_model  # noqa: PLC0415
+        from model_export.model import build_model  # noqa: PLC0415
+        from model_export.pipeline import RunConfig, model_config  # noqa: PLC0415
         from model_export.synth import LABELS  # noqa: PLC0415
 
-        net = build_model(ModelConfig(num_classes=len(LABELS))).eval()
+        run = RunConfig(num_frames=frames, height=height, width=width)
+        net = build_model(model_config(run, "lstm", len(LABELS))).eval()
         meta = ModelMetadata(
-            labels=list(LABELS), num_frames=16, height=64, width=64, name="untrained", version="0"
+            labels=list(LABELS),
+            num_frames=run.num_frames,
+            height=run.height,
+            width=run.width,
+            name="untrained",
+            version="0",
         )
         cache.mkdir(parents=True, exist_ok=True)
         export_onnx(net, path, metadata=meta)

@@ -113,19 +113,27 @@ def evaluate(model_path: Path, root: Path, workers: int) -> dict[str, Any]:
             }
             log.info("%s: %s", name, results[name])
     return {
-        "model": {"path": str(model_path), "name": info.name, "version": info.version},
+        "model": {
+            "path": str(model_path),
+            "name": info.name,
+            "version": info.version,
+            "geometry": [info.num_frames, info.height, info.width],
+        },
         "data": str(root),
         "modes": results,
     }
 
 
-def decode_cost(paths: list[Path], workers: int) -> dict[str, dict[str, float]]:
-    """Decode CPU and frames per video of each mode over ``paths`` (16 x 64 x 64 clips)."""
+def decode_cost(
+    paths: list[Path], workers: int, geometry: tuple[int, int, int]
+) -> dict[str, dict[str, float]]:
+    """Decode CPU and frames per video of each mode over ``paths``, for clips of
+    ``geometry`` (frames, height, width): the model's."""
     out = {}
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         for name, mode in MODES.items():
-            jobs: list[Job] = [(str(p), 16, 64, 64, mode) for p in paths]
+            jobs: list[Job] = [(str(p), *geometry, mode) for p in paths]
             done = list(tqdm(pool.map(_decode, jobs, chunksize=4), total=len(jobs), desc=name))
             out[name] = {
                 "frames_decoded_per_video": float(np.mean([d[1] for d in done])),
@@ -180,7 +188,8 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     doc = evaluate(args.model, args.data, args.workers)
     (w1,) = workloads.ensure([workloads.spec("w1")], args.cache, workers=args.workers)
-    doc["w1_cost"] = decode_cost(list(w1.paths), args.workers)
+    frames, height, width = doc["model"]["geometry"]
+    doc["w1_cost"] = decode_cost(list(w1.paths), args.workers, (frames, height, width))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "accuracy.json").write_text(json.dumps(doc, indent=2) + "\n")
     text = markdown(doc)

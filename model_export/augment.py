@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch.nn import functional as F  # noqa: N812
 
@@ -135,17 +136,29 @@ def augment_batch(
     """``(N, S, H, W, 3) uint8`` decoded clips -> ``(N, T, H, W, 3) uint8`` and new targets.
 
     ``S`` is ``3 T`` for cached clips (temporal jitter picks one frame of each three).
+    Mirrors cost nothing of their own: reversing time reverses the picked indices,
+    and the spatial flips join the affine warp that every clip goes through.
     """
-    clips = temporal_jitter(clips, config.num_frames, rng, spread=config.jitter_spread)
-    targets = targets.clone()
-    for mirror, perm in (("time", config.reverse), ("w", config.hflip), ("h", config.vflip)):
-        if perm is not None:
-            chosen = torch.from_numpy(rng.random(len(clips)) < 0.5)
-            dim = {"time": 1, "h": 2, "w": 3}[mirror]
-            clips, targets = mirror_clips(clips, targets, chosen, dim=dim, permutation=perm)
-    x = clips.permute(0, 1, 4, 2, 3).float() / 255.0  # (N, T, 3, H, W)
+    picks = np.stack(
+        [
+            jittered_indices(clips.shape[1], config.num_frames, rng, spread=config.jitter_spread)
+            for _ in clips
+        ]
+    )
+    targets, mirrored = mirror_targets(targets, config, rng)
+    picks[mirrored["time"]] = picks[mirrored["time"], ::-1]
+    rows = torch.arange(len(clips)).view(-1, 1)
+    frames = clips[rows, torch.from_numpy(picks)]
+    # (N, T, 3, H, W) float, 0-255: every transform below is linear in intensity.
+    x = frames.permute(0, 1, 4, 2, 3).to(torch.float32, memory_format=torch.contiguous_format)
     x = random_affine(
-        x, rng, scale=config.scale, max_shift=config.max_shift, max_degrees=config.max_degrees
+        x,
+        rng,
+        scale=config.scale,
+        max_shift=config.max_shift,
+        max_degrees=config.max_degrees,
+        hflip=mirrored["horizontal"],
+        vflip=mirrored["vertical"],
     )
     x = colour_jitter(
         x,
@@ -157,9 +170,32 @@ def augment_batch(
     )
     if config.noise_std > 0:
         noise = torch.from_numpy(rng.standard_normal(x.shape, dtype=np.float32))
-        x = x + config.noise_std * noise
-    out = (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 1, 3, 4, 2)
-    return out.contiguous(), targets
+        x = x + (255.0 * config.noise_std) * noise
+    # Channels last as a view: clamping and rounding keep the (N, T, 3, H, W) layout in
+    # memory, which is what the model's first permute turns back into, without a copy.
+    out = x.permute(0, 1, 3, 4, 2).clamp(0.0, 255.0).round_().to(torch.uint8)
+    return out, targets
+
+
+def mirror_targets(
+    targets: torch.Tensor, config: AugmentConfig, rng: np.random.Generator
+) -> tuple[torch.Tensor, dict[Mirror, npt.NDArray[np.bool_]]]:
+    """Which clips each mirror flips (half of them, where it has a permutation), and
+    their new targets: ``(N,)`` targets -> new ``(N,)`` targets, ``{mirror: (N,) bool}``."""
+    n = len(targets)
+    mirrored: dict[Mirror, npt.NDArray[np.bool_]] = {}
+    mirrors: tuple[tuple[Mirror, Permutation | None], ...] = (
+        ("time", config.reverse),
+        ("horizontal", config.hflip),
+        ("vertical", config.vflip),
+    )
+    for mirror, perm in mirrors:
+        chosen = rng.random(n) < 0.5 if perm is not None else np.zeros(n, dtype=bool)
+        if perm is not None:
+            mapped = torch.tensor(perm, dtype=targets.dtype)[targets]
+            targets = torch.where(torch.from_numpy(chosen), mapped, targets)
+        mirrored[mirror] = chosen
+    return targets, mirrored
 
 
 def temporal_jitter(
@@ -169,26 +205,8 @@ def temporal_jitter(
     picks = np.stack(
         [jittered_indices(clips.shape[1], num_frames, rng, spread=spread) for _ in clips]
     )
-    index = torch.from_numpy(picks).view(len(clips), num_frames, *([1] * (clips.dim() - 2)))
-    return torch.gather(clips, 1, index.expand(-1, -1, *clips.shape[2:]))
-
-
-def mirror_clips(
-    clips: torch.Tensor,
-    targets: torch.Tensor,
-    chosen: torch.Tensor,
-    *,
-    dim: int,
-    permutation: Permutation,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mirror the ``chosen`` ``(N,) bool`` clips of ``(N, T, H, W, 3)`` along ``dim``.
-
-    ``dim`` 1 reverses time, 2 flips vertically, 3 horizontally; their targets
-    go through ``permutation``. Returns new tensors.
-    """
-    out = torch.where(chosen.view(-1, 1, 1, 1, 1), clips.flip(dim), clips)
-    perm = torch.tensor(permutation, dtype=targets.dtype)
-    return out, torch.where(chosen, perm[targets], targets)
+    rows = torch.arange(len(clips)).view(-1, 1)
+    return clips[rows, torch.from_numpy(picks)]
 
 
 def random_affine(
@@ -198,11 +216,14 @@ def random_affine(
     scale: tuple[float, float],
     max_shift: float,
     max_degrees: float,
+    hflip: npt.NDArray[np.bool_] | None = None,
+    vflip: npt.NDArray[np.bool_] | None = None,
 ) -> torch.Tensor:
     """Mild zoom-in crop, shift and tilt, the same for every frame of a clip.
 
-    ``x``: ``(N, T, 3, H, W) float`` in ``[0, 1]``; returns the same shape.
-    Constant over time, so it never adds motion of its own.
+    ``x``: ``(N, T, 3, H, W) float``; returns the same shape. Constant over
+    time, so it never adds motion of its own. ``hflip`` / ``vflip`` ``(N,) bool``
+    mirror those clips as well (before the warp, as if flipped first).
     """
     n, t, c, h, w = x.shape
     s = rng.uniform(*scale, size=n)
@@ -212,9 +233,13 @@ def random_affine(
     theta[:, 0, 0], theta[:, 0, 1] = s * np.cos(angle), -s * np.sin(angle)
     theta[:, 1, 0], theta[:, 1, 1] = s * np.sin(angle), s * np.cos(angle)
     theta[:, :, 2] = shift
-    grid_theta = torch.from_numpy(theta).repeat_interleave(t, dim=0)
-    frames = x.reshape(n * t, c, h, w)
-    grid = F.affine_grid(grid_theta, [n * t, c, h, w], align_corners=False)
+    # Output pixel p samples the input at theta p; a flip first maps that to -x (or -y).
+    for row, flipped in ((0, hflip), (1, vflip)):
+        if flipped is not None:
+            theta[flipped, row] *= -1
+    # One grid per clip: its frames are sampled as the channels of one image.
+    frames = x.reshape(n, t * c, h, w)
+    grid = F.affine_grid(torch.from_numpy(theta), [n, t * c, h, w], align_corners=False)
     out = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.view(n, t, c, h, w)
 
@@ -230,9 +255,10 @@ def colour_jitter(
 ) -> torch.Tensor:
     """Per-clip saturation, RGB order, contrast and brightness: ``(N, T, 3, H, W) float``.
 
-    All four are affine in colour, so they run as one 3x3 matrix and offset per clip.
+    All four are affine in colour, so they run as one 3x3 matrix and offset per
+    clip; the offset follows the clip's mean, so any intensity scale works.
     """
-    n = x.shape[0]
+    n, t, channels, h, w = x.shape
     grey = np.array([0.299, 0.587, 0.114])
     matrices = np.empty((n, 3, 3), dtype=np.float32)
     gains = np.empty(n, dtype=np.float32)
@@ -242,7 +268,8 @@ def colour_jitter(
         if rng.random() < channel_shuffle:
             m = np.eye(3)[rng.permutation(3)] @ m
         matrices[i], gains[i] = b * c * m, b * (1.0 - c)
-    mixed = torch.einsum("nij,ntjhw->ntihw", torch.from_numpy(matrices), x)
+    flat = x.reshape(n, t, channels, h * w)
+    mixed = (torch.from_numpy(matrices).view(n, 1, 3, 3) @ flat).view(x.shape)
     # Contrast pulls towards the clip's mean grey level (pre-transform, a close stand-in).
     mean = x.mean(dim=(1, 3, 4)) @ torch.from_numpy(grey.astype(np.float32))
     return mixed + (torch.from_numpy(gains) * mean).view(n, 1, 1, 1, 1)

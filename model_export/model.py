@@ -9,6 +9,11 @@ The classes are motions, so the encoder must keep *where* things are: it
 appends two coordinate channels to the input (CoordConv), reads learnt
 keypoints as coordinates (spatial softmax) and flattens its small final
 feature map instead of pooling it away.
+
+Small objects that turn or grow move by under a pixel per step at the CNN's
+64 x 64, so the default model takes 128 x 128 frames: the CNN sees them
+pooled to 64 x 64, and a fovea (:class:`~model_export.motion.Fovea`) measures
+the motion of a 32 x 32 window at full resolution where the clip changes most.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from model_export.motion import ChangeMoments, FlowField, FrameMotion
+from model_export.motion import ChangeMoments, FlowField, Fovea, FrameMotion
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +61,23 @@ class ModelConfig:
     change_channels: int = 8  # LSTM only: feature maps whose change since frame 0 is measured
     pixel_motion: bool = True  # LSTM only: also the motion of the (half-size) pixels themselves
     flow_cell: int = 4  # LSTM only: optical flow of half-size pixels in cells this big (0: off)
+    # The CNN and the motion features see frames average-pooled this much (the pipeline
+    # decodes 128 x 128 and pools by 2; the full frames feed the fovea).
+    pool: int = 1
+    # LSTM only: the motion (FrameMotion, FlowField) of a window this many input px a side
+    # around where the clip changes most, at full resolution (0: off)
+    fovea: int = 0
     # LSTM only: a second LSTM reads the clip backwards (README: what else was measured)
     bidirectional: bool = True
     backbone_weights: Path | None = None  # a local torchvision ResNet-18 state dict
 
 
 class Normalize(nn.Module):
-    """``(N, T, H, W, 3) uint8 -> (N*T, 3, H, W) float32``, scaled and standardised."""
+    """``(N, T, H, W, 3) uint8 -> (N*T, 3, H, W) float32``, scaled and standardised.
+
+    In two steps where frames are pooled or cropped first (both commute with it):
+    :meth:`planes` (uint8 to float planes, 0-255) and :meth:`standardise`.
+    """
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -72,10 +87,18 @@ class Normalize(nn.Module):
         self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(RGB_STD).view(1, 3, 1, 1))
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def planes(frames: torch.Tensor) -> torch.Tensor:
+        """``(N, T, H, W, 3) uint8 -> (N*T, 3, H, W)`` float, still 0-255."""
         h, w = frames.shape[2], frames.shape[3]
-        x = frames.reshape(-1, h, w, 3).permute(0, 3, 1, 2).float() / 255.0
-        return (x - self.mean) / self.std
+        return frames.reshape(-1, h, w, 3).permute(0, 3, 1, 2).float()
+
+    def standardise(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, h, w)`` float 0-255 -> standardised, the same shape."""
+        return x * (1.0 / (255.0 * self.std)) - self.mean / self.std
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.standardise(self.planes(frames))
 
 
 class CoordConv(nn.Module):
@@ -237,8 +260,8 @@ class VideoClassifier(nn.Module):
             self.encoder = ResNetEncoder(config.backbone_weights)
         else:
             self.encoder = FrameEncoder(
-                height=config.height,
-                width=config.width,
+                height=config.height // config.pool,
+                width=config.width // config.pool,
                 stem=config.stem,
                 channels=config.channels,
                 feature_dim=config.feature_dim,
@@ -256,19 +279,28 @@ class VideoClassifier(nn.Module):
             self.changes = ChangeMoments(*self.encoder.map_size)
             self.map_motion = FrameMotion(*self.encoder.map_size)
             step_dim += 17 * config.change_channels
+        sh, sw = config.height // config.pool, config.width // config.pool
         if recurrent and config.pixel_motion:
-            self.pixel_motion = FrameMotion(config.height // 2, config.width // 2)
+            self.pixel_motion = FrameMotion(sh // 2, sw // 2)
             step_dim += 5 * 3
         self.flows = nn.ModuleList()
         if recurrent and config.flow_cell:
             # The full field at half size; turn/growth/shift summaries at other scales too.
             for pool, cell, summary_only in FLOW_SCALES:
-                size = (config.height // pool, config.width // pool)
+                size = (sh // pool, sw // pool)
                 flow = FlowField(
                     *size, cell=cell * config.flow_cell // 4, summary_only=summary_only
                 )
                 self.flows.append(flow)
                 step_dim += flow.out_dim
+        self.fovea: Fovea | None = None
+        self.fovea_motion = nn.ModuleList()
+        if recurrent and config.fovea:
+            self.fovea = Fovea(config.fovea, config.height, config.width, (sh // 2, sw // 2))
+            fovea_flow = FlowField(config.fovea, config.fovea, cell=4)
+            self.fovea_motion.append(FrameMotion(config.fovea, config.fovea))
+            self.fovea_motion.append(fovea_flow)
+            step_dim += 15 + fovea_flow.out_dim
         # Standardise each temporal input (like a StandardScaler): keypoint moves of a
         # few hundredths must not drown among features a hundred times larger.
         self.step_norm = nn.BatchNorm1d(step_dim)
@@ -292,13 +324,20 @@ class VideoClassifier(nn.Module):
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
         """``(N, T, H, W, 3) uint8 -> (N, T, F) float32`` per-frame encoder features."""
         n, t = frames.shape[0], frames.shape[1]
-        feats: torch.Tensor = self.encoder(self.normalize(frames))
+        feats: torch.Tensor = self.encoder(self._pixels(frames)[1])
         return feats.reshape(n, t, -1)
+
+    def _pixels(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(N, T, H, W, 3) uint8`` -> ``(N*T, 3, ., .)`` float: the frames (0-255), the
+        frames pooled for the CNN and standardised (what it takes), and pooled (0-255)."""
+        full = self.normalize.planes(frames)  # 0-255: pooling and cropping come first
+        pooled = nn.functional.avg_pool2d(full, self.config.pool) if self.config.pool > 1 else full
+        return full, self.normalize.standardise(pooled), pooled
 
     def logits(self, frames: torch.Tensor) -> torch.Tensor:
         """``(N, T, H, W, 3) uint8 -> (N, C)`` unnormalised scores."""
         n, t = frames.shape[0], frames.shape[1]
-        pixels = self.normalize(frames)
+        full, pixels, pooled = self._pixels(frames)
         flat, maps = self.encoder.encode(pixels)
         feats = flat.reshape(n, t, -1)
         if self.lstm is not None and self.config.deltas:
@@ -311,13 +350,20 @@ class VideoClassifier(nn.Module):
         if self.pixel_motion is not None or len(self.flows):
             small = nn.functional.avg_pool2d(pixels, 2)
             half = small.reshape(n, t, 3, small.shape[2], small.shape[3])
-            full = pixels.reshape(n, t, 3, pixels.shape[2], pixels.shape[3])
+            same = pixels.reshape(n, t, 3, pixels.shape[2], pixels.shape[3])
             motion = [self.pixel_motion(half)] if self.pixel_motion is not None else []
-            scaled = {1: full, 2: half}
+            scaled = {1: same, 2: half}
             motion += [
                 flow(scaled[p]) for (p, _, _), flow in zip(FLOW_SCALES, self.flows, strict=True)
             ]
             feats = torch.cat([feats, *motion], dim=2)
+        if self.fovea is not None:
+            # Where the clip changes most, at the input's own resolution (not pooled).
+            grey = nn.functional.avg_pool2d(pooled, 2).mean(dim=1) / 255.0
+            crop = self.fovea(full, grey.reshape(n, t, grey.shape[1], grey.shape[2]))
+            size = self.config.fovea
+            crop = self.normalize.standardise(crop).reshape(n, t, 3, size, size)
+            feats = torch.cat([feats, *(module(crop) for module in self.fovea_motion)], dim=2)
         f = feats.shape[2]
         feats = self.dropout(self.step_norm(feats.reshape(-1, f)).reshape(n, t, f))
         if self.lstm is None:

@@ -182,3 +182,73 @@ class FlowField(nn.Module):
         mean_u = (w * u).sum(dim=(2, 3)) / total[..., 0, 0]
         mean_v = (w * v).sum(dim=(2, 3)) / total[..., 0, 0]
         return torch.stack([turn, growth, mean_u, mean_v], dim=2)
+
+
+class Fovea(nn.Module):
+    """A window of ``size x size`` input pixels around where a clip changes most.
+
+    ``(N*T, C, H, W)`` frames and ``(N, T, h, w)`` small brightness maps of them
+    ``-> (N*T, C, size, size)``. The window is the same for every frame, centred where
+    the brightness maps change most over the clip (:meth:`centre`), so that a
+    small object that turns or grows is seen at the input's full resolution,
+    not only at the CNN's.
+    """
+
+    coords: torch.Tensor
+    offsets: torch.Tensor
+
+    def __init__(self, size: int, height: int, width: int, small: tuple[int, int]) -> None:
+        super().__init__()
+        if size > min(height, width):
+            raise ValueError(f"a fovea of {size} px does not fit {height}x{width} frames")
+        xs, ys = _grid(*small)
+        self.register_buffer("coords", torch.stack([xs, ys]))
+        self.register_buffer("offsets", torch.arange(size), persistent=False)
+        self.size = size
+        self.frame = (width, height)
+        # The centre stays far enough from the border for the window to fit.
+        self.limit = (1 - size / width, 1 - size / height)
+
+    def centre(self, grey: torch.Tensor) -> torch.Tensor:
+        """``(N, T, h, w)`` brightness ``-> (N, 2)``: ``(x, y)`` in ``[-1, 1]`` of the most change.
+
+        Change is each pixel's trend over the clip (least-squares slope against
+        time, squared): a turn, a zoom or a move changes a place for good, while
+        shake, jitter and noise come and go. Each frame is divided by its mean
+        first, so flicker (a gain) does not count.
+        """
+        grey = grey / (grey.mean(dim=(2, 3), keepdim=True) + 1e-3)
+        step = torch.cumsum(torch.ones_like(grey[:, :, :1, :1]), dim=1)  # (N, T, 1, 1): 1..T
+        step = step - step.mean(dim=1, keepdim=True)
+        spread = (step * step).sum(dim=1, keepdim=True) + 1e-6  # 1e-6: a 1-frame clip has none
+        slope = (step * grey).sum(dim=1, keepdim=True) / spread
+        trend = F.avg_pool2d(slope * slope, 3, stride=1, padding=1, count_include_pad=False)
+        trend = torch.relu(trend - trend.mean(dim=(2, 3), keepdim=True))  # (N, 1, h, w)
+        weight = (trend / (trend.amax(dim=(2, 3), keepdim=True) + 1e-6)) ** 4
+        weight = weight / (weight.sum(dim=(2, 3), keepdim=True) + 1e-6)
+        x = (weight * self.coords[0]).sum(dim=(1, 2, 3))
+        y = (weight * self.coords[1]).sum(dim=(1, 2, 3))
+        return torch.stack(
+            [x.clamp(-self.limit[0], self.limit[0]), y.clamp(-self.limit[1], self.limit[1])], 1
+        )
+
+    def forward(self, frames: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
+        """``(N*T, C, H, W)`` frames and ``(N, T, h, w)`` brightness -> ``(N*T, C, s, s)``.
+
+        The window starts on whole pixels and copies them (no resampling): the
+        same pixels whatever the rounding of the centre's last bits, so the
+        exported graph agrees with PyTorch even on noise.
+        """
+        n, t = grey.shape[0], grey.shape[1]
+        c, h, w = frames.shape[1], frames.shape[2], frames.shape[3]
+        centre = self.centre(grey)  # (N, 2) in [-1, 1]
+        first = []
+        for axis, side in enumerate(self.frame):  # x, then y
+            pixel = (centre[:, axis] + 1) * (side / 2) - 0.5  # pixel-centre coordinates
+            first.append(torch.round(pixel - (self.size - 1) / 2).long())
+        cols = (first[0].view(n, 1) + self.offsets).view(n, 1, 1, self.size)
+        rows = (first[1].view(n, 1) + self.offsets).view(n, 1, self.size, 1)
+        clips = frames.reshape(n, t * c, h, w)
+        band = torch.gather(clips, 2, rows.expand(n, t * c, self.size, w))
+        crops = torch.gather(band, 3, cols.expand(n, t * c, self.size, self.size))
+        return crops.reshape(n * t, c, self.size, self.size)

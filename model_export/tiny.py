@@ -30,16 +30,23 @@ def build_tiny_model(
     num_frames: int = 8,
     height: int = 32,
     width: int = 32,
+    pool: int = 1,
+    fovea: int = 0,
     steps: int = 2,
     seed: int = 0,
 ) -> Path:
-    """Write a tiny verified ``.onnx`` classifier for ``labels`` to ``out``; returns ``out``."""
+    """Write a tiny verified ``.onnx`` classifier for ``labels`` to ``out``; returns ``out``.
+
+    ``pool`` and ``fovea`` as in :class:`ModelConfig` (the default model's layout).
+    """
     torch.manual_seed(seed)
     config = ModelConfig(
         num_classes=len(labels),
         arch="lstm",
         height=height,
         width=width,
+        pool=pool,
+        fovea=fovea,
         stem=4,
         channels=(8, 8, 16),
         keypoints=4,

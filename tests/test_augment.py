@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from model_export.augment import (
+    AugmentConfig,
     augment_batch,
     default_config,
     label_permutation,
-    mirror_clips,
     temporal_jitter,
 )
 from model_export.synth import LABELS
@@ -140,11 +140,32 @@ def test_a_mirrored_clip_moves_as_its_new_label_says(label: str, dim: int, expec
     mirror = {1: "time", 2: "vertical", 3: "horizontal"}[dim]
     perm = label_permutation(LABELS, mirror)  # type: ignore[arg-type]
     assert perm is not None
-    clips = torch.from_numpy(_render(label))[None]
-    target = torch.tensor([LABELS.index(label)])
-    out, new = mirror_clips(clips, target, torch.tensor([True]), dim=dim, permutation=perm)
-    assert LABELS[int(new[0])] == expected
-    assert _agrees(expected, out[0].numpy())
+    # Only this mirror, and no other transform: what comes out is the clip or its mirror.
+    config = AugmentConfig(
+        num_frames=T,
+        jitter_spread=0.0,
+        scale=(1.0, 1.0),
+        max_shift=0.0,
+        max_degrees=0.0,
+        brightness=0.0,
+        contrast=0.0,
+        saturation=0.0,
+        channel_shuffle=0.0,
+        reverse=perm if mirror == "time" else None,
+        vflip=perm if mirror == "vertical" else None,
+        hflip=perm if mirror == "horizontal" else None,
+    )
+    clips = torch.from_numpy(_render(label))[None].expand(16, -1, -1, -1, -1)
+    targets = torch.full((16,), LABELS.index(label))
+    out, new = augment_batch(clips, targets, config=config, rng=np.random.default_rng(0))
+    plain = temporal_jitter(clips[:1], T, np.random.default_rng(0), spread=0.0)[0]
+    flipped = plain.flip(dim - 1)
+    kinds = [(torch.equal(frames, plain), torch.equal(frames, flipped)) for frames in out]
+    assert all(any(kind) for kind in kinds)  # each clip is itself or its mirror
+    assert any(is_flip for _, is_flip in kinds) and any(is_plain for is_plain, _ in kinds)
+    for frames, target, (is_plain, _) in zip(out, new.tolist(), kinds, strict=True):
+        assert LABELS[target] == (label if is_plain else expected)
+        assert _agrees(LABELS[target], frames.numpy())
 
 
 def test_full_augmentation_never_mislabels() -> None:

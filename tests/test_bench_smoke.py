@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.__main__ import DEFAULT_GEOMETRY
 from bench.client import Upload, run_raw
+from model_export.pipeline import RunConfig
 from tests.serving import Served
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,3 +85,8 @@ def test_raw_socket_client_gets_every_answer_over_kept_alive_connections(
     assert result.errors == 1
     assert " 415 " in result.error_samples[0]  # not-a-video
     assert [set(t) >= {"upload", "decode", "total"} for t in result.server_timings] == [True] * 6
+
+
+def test_the_untrained_stand_in_has_the_default_models_geometry() -> None:
+    run = RunConfig()
+    assert (run.num_frames, run.height, run.width) == DEFAULT_GEOMETRY

@@ -92,6 +92,14 @@ def test_uint8_scaling_and_normalisation_happen_in_the_graph() -> None:
         torch.testing.assert_close(out[:, c], torch.full((6, 4, 5), expected))
 
 
+def test_a_model_with_a_fovea_exports_and_matches_pytorch(tmp_path: Path) -> None:
+    # The default model's layout: pooled frames for the CNN, a window copied at full
+    # size for the LSTM (GatherElements); export_onnx fails on any mismatch.
+    path = build_tiny_model(tmp_path / "fovea.onnx", height=64, width=64, pool=2, fovea=16)
+    assert "GatherElements" in {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert read_metadata(path)["height"] == "64"
+
+
 def test_graph_casts_uint8_itself(tiny_model: Path) -> None:
     ops = {node.op_type for node in onnx.load(str(tiny_model)).graph.node}
     assert {"Cast", "LSTM", "Softmax"} <= ops

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from model_export.model import ModelConfig, build_model
-from model_export.motion import ChangeMoments, FlowField, FrameMotion
+from model_export.motion import ChangeMoments, FlowField, Fovea, FrameMotion
 
 N = 32  # frame side
 
@@ -64,3 +66,74 @@ def test_only_the_lstm_sees_motion() -> None:
     assert len(lstm.flows) and lstm.pixel_motion is not None and lstm.changes is not None
     assert not len(mean_pool.flows) and mean_pool.pixel_motion is None
     assert mean_pool.changes is None
+
+
+BIG = 128  # frame side for the fovea
+FOVEA = 32
+
+
+def _turning_bar(
+    at: tuple[float, float], *, steps: int = 8, gains: list[float] | None = None
+) -> torch.Tensor:
+    """``(steps, 3, BIG, BIG)`` float 0-255: static clutter, a small bar turning at ``at``.
+
+    The clutter (a bright static square and noise) changes nothing over time; the
+    bar (10 px long) turns 12 degrees a step; ``gains`` multiply whole frames (flicker).
+    """
+    rng = np.random.default_rng(0)
+    background = rng.uniform(60, 120, size=(BIG, BIG))
+    background[90:120, 10:40] = 250.0  # a big static distractor
+    yy, xx = np.mgrid[0:BIG, 0:BIG].astype(np.float64)
+    frames = []
+    for i in range(steps):
+        angle = np.radians(12 * i)
+        along = (xx - at[0]) * np.cos(angle) + (yy - at[1]) * np.sin(angle)
+        across = -(xx - at[0]) * np.sin(angle) + (yy - at[1]) * np.cos(angle)
+        bar = (np.abs(along) < 5) & (np.abs(across) < 1.5)
+        frame = np.where(bar, 0.0, background) * (gains[i] if gains else 1.0)
+        frames.append(np.repeat(frame[None], 3, axis=0))
+    return torch.tensor(np.stack(frames), dtype=torch.float32)
+
+
+def _fovea_on(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fovea's centre in pixels ``(x, y)`` and its crops, for one clip."""
+    fovea = Fovea(FOVEA, BIG, BIG, (BIG // 4, BIG // 4))
+    grey = torch.nn.functional.avg_pool2d(frames, 4).mean(dim=1)[None] / 255.0
+    centre = fovea.centre(grey)[0]
+    pixels = (centre + 1) / 2 * BIG - 0.5
+    return pixels, fovea(frames, grey)
+
+
+@pytest.mark.parametrize("at", [(92.0, 36.0), (30.0, 70.0)])
+def test_the_fovea_finds_a_small_turning_object_among_static_clutter(
+    at: tuple[float, float],
+) -> None:
+    centre, crops = _fovea_on(_turning_bar(at))
+    assert torch.allclose(centre, torch.tensor(at, dtype=torch.float32), atol=3.0), centre
+    assert crops.shape == (8, 3, FOVEA, FOVEA)
+    # The crop is the frame's own pixels there: the bar's dark pixels sit mid-window.
+    dark = (crops[0, 0] < 30).nonzero().float().mean(dim=0)
+    assert torch.allclose(dark, torch.tensor([(FOVEA - 1) / 2] * 2), atol=3.0), dark
+
+
+def test_flicker_does_not_pull_the_fovea() -> None:
+    gains = [1.0, 1.2, 0.85, 1.1, 0.9, 1.25, 0.8, 1.0]
+    centre, _ = _fovea_on(_turning_bar((92.0, 36.0), gains=gains))
+    assert torch.allclose(centre, torch.tensor([92.0, 36.0]), atol=3.0), centre
+
+
+def test_the_fovea_window_stays_inside_the_frame() -> None:
+    centre, crops = _fovea_on(_turning_bar((3.0, 124.0)))
+    assert centre[0] >= FOVEA / 2 - 0.5 and centre[1] <= BIG - FOVEA / 2 - 0.5
+    assert crops.shape == (8, 3, FOVEA, FOVEA)
+    with pytest.raises(ValueError, match="does not fit"):
+        Fovea(BIG + 1, BIG, BIG, (32, 32))
+
+
+def test_only_the_lstm_has_a_fovea() -> None:
+    config = ModelConfig(num_classes=3, height=64, width=64, pool=2, fovea=16)
+    lstm = build_model(config)
+    mean_pool = build_model(replace(config, arch="mean_pool"))
+    assert lstm.fovea is not None and mean_pool.fovea is None
+    frames = torch.randint(0, 256, (2, 5, 64, 64, 3), dtype=torch.uint8)
+    assert lstm(frames).shape == mean_pool(frames).shape == (2, 3)
