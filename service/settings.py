@@ -170,8 +170,8 @@ class Settings(BaseSettings):
             "How far (in segments) a sampled frame may lie from its segment's centre; the "
             "decoder takes the cheapest frame within it, often a keyframe. 0.5 = anywhere in "
             "the segment, which is what TSN sampling means; 0 = the exact frame on screen. "
-            "At 0.5 the top class is the one exact frames give on 97% of test videos "
-            "(94.0% against 94.6% accuracy), and a 10-min video decodes 15x, a short-GOP "
+            "At 0.5 the top class is the one exact frames give on 98% of test videos "
+            "(95.7% against 95.7% accuracy), and a 10-min video decodes 15x, a short-GOP "
             "clip 3x faster (bench/README.md); 0.25 keeps 98% agreement."
         ),
     )
@@ -187,7 +187,7 @@ class Settings(BaseSettings):
         description=(
             "Skip the in-loop deblocking filter (H.264, HEVC): 10-20% faster decoding, "
             "slightly blockier frames, which the scaling to the model's size mostly averages "
-            "away: top class as with the filter on 99.5% of test videos (94.0% against 94.6% "
+            "away: top class as with the filter on 99.5% of test videos (95.1% against 95.7% "
             "accuracy; bench/README.md). Turn it off for low-bitrate sources."
         ),
     )
