@@ -139,16 +139,10 @@ def augment_batch(
     Mirrors cost nothing of their own: reversing time reverses the picked indices,
     and the spatial flips join the affine warp that every clip goes through.
     """
-    picks = np.stack(
-        [
-            jittered_indices(clips.shape[1], config.num_frames, rng, spread=config.jitter_spread)
-            for _ in clips
-        ]
-    )
+    picks = jitter_picks(clips, config.num_frames, rng, spread=config.jitter_spread)
     targets, mirrored = mirror_targets(targets, config, rng)
     picks[mirrored["time"]] = picks[mirrored["time"], ::-1]
-    rows = torch.arange(len(clips)).view(-1, 1)
-    frames = clips[rows, torch.from_numpy(picks)]
+    frames = take_frames(clips, picks)
     # (N, T, 3, H, W) float, 0-255: every transform below is linear in intensity.
     x = frames.permute(0, 1, 4, 2, 3).to(torch.float32, memory_format=torch.contiguous_format)
     x = random_affine(
@@ -202,9 +196,20 @@ def temporal_jitter(
     clips: torch.Tensor, num_frames: int, rng: np.random.Generator, *, spread: float = 0.5
 ) -> torch.Tensor:
     """``(N, S, ...) -> (N, T, ...)``: one frame per segment, near its centre, per clip."""
-    picks = np.stack(
+    return take_frames(clips, jitter_picks(clips, num_frames, rng, spread=spread))
+
+
+def jitter_picks(
+    clips: torch.Tensor, num_frames: int, rng: np.random.Generator, *, spread: float
+) -> npt.NDArray[np.int64]:
+    """``(N, T)`` frame indices into ``(N, S, ...)`` clips: one per segment, per clip."""
+    return np.stack(
         [jittered_indices(clips.shape[1], num_frames, rng, spread=spread) for _ in clips]
     )
+
+
+def take_frames(clips: torch.Tensor, picks: npt.NDArray[np.int64]) -> torch.Tensor:
+    """``(N, S, ...)`` clips and ``(N, T)`` indices -> ``(N, T, ...)`` frames."""
     rows = torch.arange(len(clips)).view(-1, 1)
     return clips[rows, torch.from_numpy(picks)]
 

@@ -115,12 +115,13 @@ class VideoClassifier(nn.Module):
         self.config = config
         self.normalize = Normalize()
         self.encoder: FrameEncoder | ResNetEncoder
+        sh, sw = config.height // config.pool, config.width // config.pool  # what the CNN sees
         if config.backbone_weights is not None:
             self.encoder = ResNetEncoder(config.backbone_weights)
         else:
             self.encoder = FrameEncoder(
-                height=config.height // config.pool,
-                width=config.width // config.pool,
+                height=sh,
+                width=sw,
                 stem=config.stem,
                 channels=config.channels,
                 feature_dim=config.feature_dim,
@@ -138,7 +139,6 @@ class VideoClassifier(nn.Module):
             self.changes = ChangeMoments(*self.encoder.map_size)
             self.map_motion = FrameMotion(*self.encoder.map_size)
             step_dim += 17 * config.change_channels
-        sh, sw = config.height // config.pool, config.width // config.pool
         if recurrent and config.pixel_motion:
             self.pixel_motion = FrameMotion(sh // 2, sw // 2)
             step_dim += 5 * 3

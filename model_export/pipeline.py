@@ -165,13 +165,14 @@ def train_models(cfg: RunConfig) -> dict[str, Any]:
 def model_config(cfg: RunConfig, arch: str, num_classes: int) -> ModelConfig:
     """The model a run trains for ``arch``: the CNN works at about 64 px a side,
     and larger frames feed the LSTM's fovea."""
-    pool = max(1, min(cfg.height, cfg.width) // STREAM_SIZE)
+    side = min(cfg.height, cfg.width)
+    pool = max(1, side // STREAM_SIZE)
     config = ModelConfig(
         num_classes=num_classes,
         height=cfg.height,
         width=cfg.width,
         pool=pool,
-        fovea=min(cfg.height, cfg.width) // 4 if pool > 1 else 0,
+        fovea=side // 4 if pool > 1 else 0,
     )
     return replace(config, arch="lstm" if arch == "lstm" else "mean_pool")
 
