@@ -132,8 +132,13 @@ def augment_batch(
     *,
     config: AugmentConfig,
     rng: np.random.Generator,
+    planes: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(N, S, H, W, 3) uint8`` decoded clips -> ``(N, T, H, W, 3) uint8`` and new targets.
+
+    With ``planes``, the same values as ``(N, T, 3, H, W)`` float (whole numbers
+    0-255), the form :meth:`~model_export.model.VideoClassifier.plane_logits` takes:
+    training skips the round trip through uint8.
 
     ``S`` is ``3 T`` for cached clips (temporal jitter picks one frame of each three).
     Mirrors cost nothing of their own: reversing time reverses the picked indices,
@@ -165,10 +170,12 @@ def augment_batch(
     if config.noise_std > 0:
         noise = torch.from_numpy(rng.standard_normal(x.shape, dtype=np.float32))
         x = x + (255.0 * config.noise_std) * noise
-    # Channels last as a view: clamping and rounding keep the (N, T, 3, H, W) layout in
-    # memory, which is what the model's first permute turns back into, without a copy.
-    out = x.permute(0, 1, 3, 4, 2).clamp(0.0, 255.0).round_().to(torch.uint8)
-    return out, targets
+    # Quantised as uint8 would be. Channels last as a view: the (N, T, 3, H, W) layout
+    # stays in memory, which is what the model's first permute turns back into.
+    x = x.clamp_(0.0, 255.0).round_()
+    if planes:
+        return x, targets
+    return x.permute(0, 1, 3, 4, 2).to(torch.uint8), targets
 
 
 def mirror_targets(

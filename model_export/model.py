@@ -183,20 +183,29 @@ class VideoClassifier(nn.Module):
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
         """``(N, T, H, W, 3) uint8 -> (N, T, F) float32`` per-frame encoder features."""
         n, t = frames.shape[0], frames.shape[1]
-        feats: torch.Tensor = self.encoder(self._pixels(frames)[1])
+        feats: torch.Tensor = self.encoder(self._pooled(self.normalize.planes(frames))[0])
         return feats.reshape(n, t, -1)
 
-    def _pixels(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(N, T, H, W, 3) uint8`` -> ``(N*T, 3, ., .)`` float: the frames (0-255), the
-        frames pooled for the CNN and standardised (what it takes), and pooled (0-255)."""
-        full = self.normalize.planes(frames)  # 0-255: pooling and cropping come first
+    def _pooled(self, full: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N*T, 3, H, W)`` float 0-255 frames -> pooled for the CNN and standardised
+        (what it takes), and pooled (0-255)."""
         pooled = nn.functional.avg_pool2d(full, self.config.pool) if self.config.pool > 1 else full
-        return full, self.normalize.standardise(pooled), pooled
+        return self.normalize.standardise(pooled), pooled
 
     def logits(self, frames: torch.Tensor) -> torch.Tensor:
         """``(N, T, H, W, 3) uint8 -> (N, C)`` unnormalised scores."""
-        n, t = frames.shape[0], frames.shape[1]
-        full, pixels, pooled = self._pixels(frames)
+        n, t, h, w = frames.shape[0], frames.shape[1], frames.shape[2], frames.shape[3]
+        return self.plane_logits(self.normalize.planes(frames).view(n, t, 3, h, w))
+
+    def plane_logits(self, planes: torch.Tensor) -> torch.Tensor:
+        """``(N, T, 3, H, W)`` float frames, 0-255 (whole numbers, as uint8 gives) ``-> (N, C)``.
+
+        What :meth:`logits` computes once the uint8 frames are float planes: training's
+        augmentation hands its frames over in this form and skips the round trip.
+        """
+        n, t = planes.shape[0], planes.shape[1]
+        full = planes.reshape(n * t, 3, planes.shape[3], planes.shape[4])
+        pixels, pooled = self._pooled(full)
         flat, maps = self.encoder.encode(pixels)
         feats = flat.reshape(n, t, -1)
         if self.lstm is not None and self.config.deltas:

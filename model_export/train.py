@@ -107,8 +107,8 @@ def train_one_epoch(
     for idx in bar:
         batch = torch.from_numpy(clips[np.sort(idx)])
         target = torch.from_numpy(targets[np.sort(idx)])
-        frames, target = augment_batch(batch, target, config=augment, rng=rng)
-        logits = model.logits(frames)
+        planes, target = augment_batch(batch, target, config=augment, rng=rng, planes=True)
+        logits = model.plane_logits(planes)
         loss = criterion(logits, target)
         optimiser.zero_grad(set_to_none=True)
         torch.autograd.backward(loss)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from model_export.augment import default_config
+from model_export.augment import augment_batch, default_config
 from model_export.model import ModelConfig, build_model, count_parameters
 from model_export.svm import extract_features, fit_svm, predict
 from model_export.train import TrainConfig, evaluate, fit, seed_everything
@@ -113,3 +113,27 @@ def test_the_head_reads_each_direction_after_the_whole_clip(bidirectional: bool)
     final = torch.cat([h_n[-2], h_n[-1]], dim=1) if bidirectional else h_n[-1]
     assert seen["head"].shape == (3, 8 * (2 if bidirectional else 1))
     torch.testing.assert_close(seen["head"], final)
+
+
+@pytest.mark.parametrize("fovea", [False, True])
+def test_training_sees_what_serving_sends(fovea: bool) -> None:
+    """Training's float planes are the augmented uint8 frames, and score the same."""
+    side = 64 if fovea else S
+    config = replace(_tiny(), height=side, width=side)
+    if fovea:
+        config = replace(config, pool=2, fovea=16)
+    model = build_model(config).eval()
+    rng = np.random.default_rng(0)
+    clips = torch.from_numpy(rng.integers(0, 256, (3, 3 * T, side, side, 3), dtype=np.uint8))
+    targets = torch.tensor([0, 1, 0])
+    augment = default_config(LABELS, num_frames=T)
+    frames, t1 = augment_batch(clips, targets, config=augment, rng=np.random.default_rng(3))
+    planes, t2 = augment_batch(
+        clips, targets, config=augment, rng=np.random.default_rng(3), planes=True
+    )
+    assert frames.dtype == torch.uint8
+    assert frames.shape == (3, T, side, side, 3)
+    assert torch.equal(t1, t2)
+    assert torch.equal(planes, frames.permute(0, 1, 4, 2, 3).float())
+    with torch.no_grad():
+        torch.testing.assert_close(model.plane_logits(planes), model.logits(frames))
