@@ -50,7 +50,7 @@ class RunConfig:
     alt_dir: Path = Path("data/synthetic-alt")
     cache_dir: Path = Path("data/cache")
     seed: int = 0
-    # 25 x 17-25 s at 128 x 128 on 2 cores (the host drifts): `make model` stays within
+    # 25 x 16-25 s at 128 x 128 on 2 cores (the host drifts): `make model` stays within
     # 15 minutes. 30 epochs: test 0.962 instead of 0.957, but up to 18 min (README).
     epochs: int = 25
     num_frames: int = 16
