@@ -170,11 +170,11 @@ def augment_batch(
     if config.noise_std > 0:
         noise = torch.from_numpy(rng.standard_normal(x.shape, dtype=np.float32))
         x = x + (255.0 * config.noise_std) * noise
-    # Quantised as uint8 would be. Channels last as a view: the (N, T, 3, H, W) layout
-    # stays in memory, which is what the model's first permute turns back into.
-    x = x.clamp_(0.0, 255.0).round_()
+    x = x.clamp_(0.0, 255.0).round_()  # the values uint8 holds
     if planes:
         return x, targets
+    # Channels last as a view: the (N, T, 3, H, W) layout stays in memory, which is what
+    # the model's first permute turns back into, without a copy.
     return x.permute(0, 1, 3, 4, 2).to(torch.uint8), targets
 
 
