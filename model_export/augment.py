@@ -191,11 +191,11 @@ def mirror_targets(
         ("vertical", config.vflip),
     )
     for mirror, perm in mirrors:
-        chosen = rng.random(n) < 0.5 if perm is not None else np.zeros(n, dtype=bool)
+        mirrored[mirror] = np.zeros(n, dtype=bool)
         if perm is not None:
+            mirrored[mirror] = chosen = rng.random(n) < 0.5
             mapped = torch.tensor(perm, dtype=targets.dtype)[targets]
             targets = torch.where(torch.from_numpy(chosen), mapped, targets)
-        mirrored[mirror] = chosen
     return targets, mirrored
 
 
