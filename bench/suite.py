@@ -99,6 +99,7 @@ class Suite:
             cfg.model,
             providers=self.settings.provider_chain,
             intra_op_threads=self.settings.intra_op_threads,
+            cuda_tf32=self.settings.cuda_tf32,
         )
         self.job = service_job(self.settings, self.model)
         self.batch = self.settings.max_batch_size

@@ -40,6 +40,7 @@ def preflight(settings: Settings) -> Model:
         settings.model_path,
         providers=settings.provider_chain,
         intra_op_threads=settings.intra_op_threads,
+        cuda_tf32=settings.cuda_tf32,
     )
 
 

@@ -65,6 +65,15 @@ class Settings(BaseSettings):
             "makes start-up fail when none of them loads."
         ),
     )
+    cuda_tf32: bool = Field(
+        default=False,
+        description=(
+            "Let the CUDA provider round float32 convolutions and matrix products to TF32 "
+            "on tensor cores. Off keeps full float32: on an H200 the shipped model's "
+            "probabilities then match the CPU's within 1e-3, which TF32 misses "
+            "(bench/README.md, GPU)."
+        ),
+    )
     intra_op_threads: int = Field(
         default=1,
         ge=0,

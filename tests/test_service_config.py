@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from service.app import create_app
 from service.errors import PROBLEM_BASE
-from service.model import ModelFileError, load_model
+from service.model import ModelFileError, _with_options, load_model
 from service.settings import Settings, get_settings
 from tests.conftest import MakeSettings
 from tests.serving import asgi_client
@@ -129,6 +129,17 @@ def test_gpu_only_providers_fail_without_a_gpu(tiny_model: Path) -> None:
         assert "loaded" in str(err) or "onnxruntime build" in str(err)
     else:
         assert model.provider == CUDA
+
+
+def test_cuda_keeps_full_float32_unless_tf32_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    # TF32 moved the shipped model's probabilities 1.24e-3 off the CPU's on an H200 (5.4e-6
+    # without it): the service turns ONNX Runtime's default off.
+    assert _with_options(CUDA, cuda_tf32=False) == (CUDA, {"use_tf32": "0"})
+    assert _with_options(CUDA, cuda_tf32=True) == (CUDA, {"use_tf32": "1"})
+    assert _with_options(CPU, cuda_tf32=True) == CPU
+    assert Settings().cuda_tf32 is False
+    monkeypatch.setenv("VIDLSTM_CUDA_TF32", "true")
+    assert Settings().cuda_tf32 is True
 
 
 async def test_api_keys(make_settings: MakeSettings, mp4: Path) -> None:
