@@ -1,21 +1,43 @@
 #!/usr/bin/env bash
-# vidlstm GPU check. NOT YET RUN ON A GPU: written on a CPU-only machine; the
-# first run on a GPU machine is its test. One prepared script, about 5 minutes:
+# vidlstm GPU check: one prepared script, a few minutes on a GPU machine:
 #   1. ONNX Runtime really runs the model on CUDA (session.get_providers()),
 #   2. CUDA and CPU probabilities agree on real clips (max abs diff <= 1e-3),
-#   3. inference throughput at batch 1..64 (clips/s),
+#   3. inference throughput at batch 1..64 (clips/s), beside the CPU's,
 #   4. end-to-end: the service over HTTP on W1 with VIDLSTM_PROVIDERS=cuda,
 # all written to bench/results/gpu-<card>.json. Exit status 0 only if 1 and 2 hold.
 #
 #   bench/gpu_check.sh [MODEL]     (default models/vidlstm.onnx, else an untrained export)
+#
+# PROVIDER=cpu rehearses the whole script on a machine without a GPU; PY picks the
+# interpreter (default .venv/bin/python, else python3); E2E_ARGS and E2E_TIMEOUT
+# shape the end-to-end run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
+if [[ -z ${PY:-} ]]; then
+  if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
+fi
 MODEL=${1:-models/vidlstm.onnx}
+PROVIDER=${PROVIDER:-cuda}
+E2E_ARGS=${E2E_ARGS:---workloads w1 --repeats 1 --concurrency 8,32}
+E2E_TIMEOUT=${E2E_TIMEOUT:-1200}
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr '[:upper:]' '[:lower:]' \
-  | sed -E 's/[^a-z0-9]+/-/g; s/^-+//; s/-+$//')
+# onnxruntime-gpu dlopens the CUDA libraries (cuBLAS, cuDNN, ...) by name: where
+# they come as pip packages (nvidia-*, as PyTorch installs them), put them on the path.
+NVIDIA_LIBS=$("$PY" - <<'PY'
+import site, pathlib
+dirs = {p.parent for s in site.getsitepackages() for p in pathlib.Path(s, "nvidia").glob("**/lib*.so*")}
+print(":".join(sorted(map(str, dirs))))
+PY
+)
+export LD_LIBRARY_PATH=${NVIDIA_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
+CARD=unknown
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr '[:upper:]' '[:lower:]' \
+    | sed -E 's/[^a-z0-9]+/-/g; s/^-+//; s/-+$//')
+fi
+[[ $PROVIDER == cuda ]] || CARD=$CARD-$PROVIDER-rehearsal
 OUT=bench/results/gpu-${CARD}.json
 RUN=bench/results/gpu-${CARD}-service
 mkdir -p bench/results
@@ -23,15 +45,15 @@ mkdir -p bench/results
 if [[ ! -f $MODEL ]]; then
   MODEL=$($PY -c 'from pathlib import Path; from bench.__main__ import resolve_model; print(resolve_model(None, Path("bench/cache")))')
 fi
-echo "model: $MODEL"
+echo "model: $MODEL  provider: $PROVIDER  python: $PY"
 
 status=0
-timeout 600 "$PY" -m bench.gpu_check --model "$MODEL" --out "$OUT" || status=$?
+timeout 600 "$PY" -m bench.gpu_check --model "$MODEL" --out "$OUT" --provider "$PROVIDER" || status=$?
 
-# End to end on W1: the service (CUDA, bigger batches) against the idiomatic server.
-timeout 1200 "$PY" -m bench --workloads w1 --repeats 1 --concurrency 8,32 \
-  --contenders service,idiomatic --model "$MODEL" --out "$RUN" \
-  --set VIDLSTM_PROVIDERS=cuda --set VIDLSTM_MAX_BATCH_SIZE=32 || status=$?
+# End to end on W1: the service (on the GPU, bigger batches) against the idiomatic server.
+# shellcheck disable=SC2086  # E2E_ARGS is a list of arguments
+timeout "$E2E_TIMEOUT" "$PY" -m bench $E2E_ARGS --contenders service,idiomatic --model "$MODEL" \
+  --out "$RUN" --set "VIDLSTM_PROVIDERS=$PROVIDER" --set VIDLSTM_MAX_BATCH_SIZE=32 || status=$?
 
 "$PY" - "$OUT" "$RUN/latest.json" <<'PY'
 import json, sys
@@ -41,8 +63,9 @@ doc = json.loads(out.read_text()) if out.exists() else {}
 if run.exists():
     e2e = json.loads(run.read_text())
     doc["service_end_to_end"] = {
-        "settings": e2e["settings"], "service": e2e["service"], "floor": e2e["floor"],
-        "ratios": e2e["ratios"], "peak_rss_mb": e2e["peak_rss_mb"], "machine": e2e["machine"],
+        key: e2e[key]
+        for key in ("command", "settings", "workloads", "service", "floor", "ratios", "peak_rss_mb", "machine")
+        if key in e2e
     }
 doc["note"] = "written by bench/gpu_check.sh"
 out.write_text(json.dumps(doc, indent=2) + "\n")

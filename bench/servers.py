@@ -51,6 +51,12 @@ def _command(name: str, model: Path, port: int) -> list[str]:
     return [sys.executable, "-m", module, "--model", str(model), "--port", str(port)]
 
 
+def python_path(inherited: str | None) -> str:
+    """The servers' ``PYTHONPATH``: the repository first, then the caller's own (packages
+    kept outside the interpreter's site-packages, as on a GPU machine without a network)."""
+    return os.pathsep.join(filter(None, (str(REPO), inherited)))
+
+
 @contextlib.contextmanager
 def running(
     name: str, model: Path, *, env: Mapping[str, str] | None = None, log_dir: Path | None = None
@@ -59,7 +65,7 @@ def running(
     port = free_port()
     environ = {
         **os.environ,
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": python_path(os.environ.get("PYTHONPATH")),
         "VIDLSTM_MODEL_PATH": str(model),
         "VIDLSTM_PORT": str(port),
         "VIDLSTM_HOST": "127.0.0.1",

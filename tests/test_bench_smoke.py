@@ -17,6 +17,7 @@ import pytest
 
 from bench.__main__ import DEFAULT_GEOMETRY
 from bench.client import Upload, run_raw
+from bench.servers import python_path
 from model_export.pipeline import RunConfig
 from tests.serving import Served
 
@@ -90,3 +91,8 @@ def test_raw_socket_client_gets_every_answer_over_kept_alive_connections(
 def test_the_untrained_stand_in_has_the_default_models_geometry() -> None:
     run = RunConfig()
     assert (run.num_frames, run.height, run.width) == DEFAULT_GEOMETRY
+
+
+def test_servers_keep_the_callers_python_path_behind_the_repository() -> None:
+    assert python_path(None) == str(REPO)
+    assert python_path("/opt/site:/x") == f"{REPO}{os.pathsep}/opt/site:/x"
