@@ -61,6 +61,17 @@ def score(
     )
 
 
+def accuracy_interval(accuracy: float, count: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95% at ``z=1.96``) of an accuracy measured on ``count``
+    clips: how far the figure could move on another draw of the same size."""
+    if count <= 0:
+        return (0.0, 1.0)
+    z2 = z * z / count
+    centre = (accuracy + z2 / 2) / (1 + z2)
+    half = z / (1 + z2) * np.sqrt(accuracy * (1 - accuracy) / count + z2 / (4 * count))
+    return (max(0.0, float(centre - half)), min(1.0, float(centre + half)))
+
+
 def onnx_latency(
     path: Path,
     *,

@@ -25,7 +25,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from model_export.dataset import SkippedFile
-from model_export.metrics import ModelResult
+from model_export.metrics import ModelResult, accuracy_interval
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,9 @@ def build_report(
             "per_class_f1": r.test.per_class_f1,
             "confusion_matrix": r.test.confusion,
             "test_count": r.test.count,
+            "test_accuracy_95ci": [
+                round(v, 4) for v in accuracy_interval(r.test.accuracy, r.test.count)
+            ],
             "parameters": r.parameters,
         }
         if r.ms_per_clip:
@@ -181,7 +184,16 @@ def plot_comparison(path: Path, doc: Mapping[str, Any]) -> None:
     for k, (label, key) in enumerate(series):
         values = [models[n].get(key, np.nan) for n in names]
         x = np.arange(len(names)) + (k - (len(series) - 1) / 2) * width
-        bars = ax.bar(x, values, width, label=label)
+        errors = None
+        if key == "test_accuracy":  # the Wilson 95% interval: how much the figure could move
+            ci = np.array(
+                [
+                    models[n].get("test_accuracy_95ci", (v, v))
+                    for n, v in zip(names, values, strict=True)
+                ]
+            )
+            errors = np.abs(ci.T - np.array(values))
+        bars = ax.bar(x, values, width, yerr=errors, capsize=3, label=label)
         ax.bar_label(bars, fmt="%.2f", fontsize=8)
     chance = 1.0 / max(len(doc.get("labels", [])), 1)
     ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
@@ -211,7 +223,7 @@ def _markdown(
     facts = {k: v for k, v in doc.items() if k not in skip}
     lines += [f"- **{k.replace('_', ' ')}**: {_fmt(v)}" for k, v in facts.items()]
     lines += ["", "## Method", "", *METHOD, "", "## Models", ""]
-    header = "| model | test accuracy | macro F1 |"
+    header = "| model | test accuracy (95% interval) | macro F1 |"
     rule = "|---|---|---|"
     if has_alt:
         header, rule = header + " alt-style accuracy |", rule + "---|"
@@ -220,7 +232,11 @@ def _markdown(
     lines += [header, rule]
     for name, m in models.items():
         ms = m.get("ms_per_clip_by_batch", {})
-        row = f"| {TITLES.get(name, name)} | {m['test_accuracy']:.3f} | {m['macro_f1']:.3f} |"
+        low, high = m.get("test_accuracy_95ci", (np.nan, np.nan))
+        row = (
+            f"| {TITLES.get(name, name)} | {m['test_accuracy']:.3f} ({low:.3f}-{high:.3f}) "
+            f"| {m['macro_f1']:.3f} |"
+        )
         if has_alt:
             row += f" {_fmt(m.get('alt_accuracy'))} |"
         row += f" {m['parameters']:,} | {_fmt(ms.get('1'))} | {_fmt(ms.get('8'))} |"
