@@ -63,7 +63,7 @@ def card() -> dict[str, str]:
 def check(
     model_path: Path, cache: Path, provider: str, batches: tuple[int, ...] = BATCHES
 ) -> dict[str, Any]:
-    """Run the three checks with ``provider`` (a name such as ``cuda``) against the CPU."""
+    """Run the checks with ``provider`` (a name such as ``cuda``) against the CPU."""
     wanted = PROVIDER_NAMES[provider]
     doc: dict[str, Any] = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
