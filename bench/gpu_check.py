@@ -33,12 +33,11 @@ import onnxruntime as ort
 from bench import workloads
 from bench.floor import infer_rate, sample_clips
 from bench.suite import service_job
-from service.model import load_model
+from service.model import CPU, CUDA, load_model
 from service.settings import PROVIDER_NAMES, Settings
 
 log = logging.getLogger("bench.gpu_check")
 
-CPU = PROVIDER_NAMES["cpu"]
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
 MAX_ABS_DIFF = 1e-3
 
@@ -96,7 +95,7 @@ def check(
         doc["clips_per_s"][str(batch)] = rate = infer_rate(dev, clips, batch=batch)
         doc["cpu_clips_per_s"][str(batch)] = cpu_rate = infer_rate(cpu, clips, batch=batch)
         log.info("batch %2d: %9.1f clips/s (CPU %7.1f)", batch, rate, cpu_rate)
-    if wanted == PROVIDER_NAMES["cuda"]:
+    if wanted == CUDA:
         tf32 = load_model(model_path, providers=chain, cuda_tf32=True)
         diff = float(np.max(np.abs(tf32.run(clips) - cpu.run(clips))))
         rates = {str(b): infer_rate(tf32, clips, batch=b) for b in batches}
