@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -45,8 +46,11 @@ DEFAULT_IDLE_TIMEOUT_S = 30.0
 DEFAULT_TIMEOUT_S = 600.0
 # A multipart part's headers are a name and a filename; more is an attack on memory.
 MAX_PART_HEADER_BYTES = 16 * 1024
-# Received data is written to the temp file in batches of about this much.
-WRITE_BYTES = 1024 * 1024
+# Received data is written to the temp file in batches of about this much, one
+# writev each. At most 2 batches per upload are held: 256 MiB for 64 uploads.
+WRITE_BYTES = 2 * 1024 * 1024
+# Buffers one writev takes at most (Linux: 1024).
+IOV_MAX = max(os.sysconf("SC_IOV_MAX"), 16)
 # Spooled files this big are deleted on a thread: freeing their pages blocks for ms.
 REMOVE_IN_THREAD_BYTES = 8 * 1024 * 1024
 
@@ -128,10 +132,12 @@ async def receive_upload(
     path = Path(name)
     try:
         paced = _paced(request.stream(), idle_timeout_s=idle_timeout_s, timeout_s=timeout_s)
-        with os.fdopen(fd, "wb") as file:
+        try:
             async with contextlib.aclosing(paced) as chunks:
-                body_bytes = await _spool(chunks, sink, file, max_bytes)
-            size = file.tell()
+                body_bytes = await _spool(chunks, sink, fd, max_bytes)
+            size = os.lseek(fd, 0, os.SEEK_CUR)
+        finally:
+            os.close(fd)
         if not sink.found:
             raise NoFileError(f"no {FILE_FIELD!r} field in the multipart body")
         if size == 0:
@@ -166,10 +172,10 @@ async def _paced(
         await chunks.aclose()
 
 
-async def _spool(chunks: AsyncIterator[bytes], sink: _Sink, file: BinaryIO, max_bytes: int) -> int:
-    """Feed ``chunks`` through ``sink`` into ``file``; returns the bytes received.
+async def _spool(chunks: AsyncIterator[bytes], sink: _Sink, fd: int, max_bytes: int) -> int:
+    """Feed ``chunks`` through ``sink`` into the file open at ``fd``; returns the bytes received.
 
-    Writes go to a thread in ~1 MiB batches, one batch in flight while the next
+    Writes go to a thread in ~2 MiB batches, one batch in flight while the next
     is received: receiving (the event loop) and writing (the thread) overlap.
     """
     received = 0
@@ -188,7 +194,7 @@ async def _spool(chunks: AsyncIterator[bytes], sink: _Sink, file: BinaryIO, max_
             if pending_bytes >= WRITE_BYTES:
                 if writing is not None:
                     await writing
-                writing = _write(file, pending)
+                writing = _write(fd, pending)
                 pending, pending_bytes = [], 0
         sink.finish()
     except ClientDisconnect as err:
@@ -197,16 +203,35 @@ async def _spool(chunks: AsyncIterator[bytes], sink: _Sink, file: BinaryIO, max_
         if writing is not None:  # never leave a write running on a file about to close
             await asyncio.shield(writing)
     if pending:
-        await _write(file, pending)
+        await _write(fd, pending)
     return received
 
 
-def _write(file: BinaryIO, parts: list[bytes]) -> asyncio.Future[None]:
+def _write(fd: int, parts: list[bytes]) -> asyncio.Future[None]:
     """Write ``parts`` on a thread, so a slow disk cannot stall other requests.
 
-    Per ~1 MiB batch: a thread hop per 64 KiB chunk cost more than the write.
+    Per batch: a thread hop per 256 KiB chunk cost more than the write.
     """
-    return asyncio.ensure_future(asyncio.to_thread(file.writelines, parts))
+    return asyncio.ensure_future(asyncio.to_thread(write_all, fd, parts))
+
+
+def write_all(fd: int, parts: Sequence[bytes]) -> None:
+    """Write ``parts`` in order at ``fd``'s offset, in as few ``writev`` calls as the OS allows.
+
+    One system call per batch, not one per part: the writing thread then takes
+    the GIL back from the event loop once per batch (per part it waited, which
+    stalled a 68 MB upload by 12-17 ms). Partial writes are resumed.
+    """
+    views = deque(memoryview(part) for part in parts if part)
+    while views:
+        written = os.writev(fd, list(itertools.islice(views, IOV_MAX)))
+        while written:
+            head = views[0]
+            if written < len(head):
+                views[0] = head[written:]
+                break
+            written -= len(head)
+            views.popleft()
 
 
 async def _remove(path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -48,7 +49,9 @@ async def test_spooled_file_holds_exactly_the_uploaded_bytes(
     target = tmp_path / "spooled"
 
     with target.open("wb") as file:
-        received = await upload._spool(_chunks(body, chunk), sink, file, max_bytes=len(body))
+        received = await upload._spool(
+            _chunks(body, chunk), sink, file.fileno(), max_bytes=len(body)
+        )
 
     assert received == len(body)
     assert target.read_bytes() == payload
@@ -61,7 +64,33 @@ async def test_a_body_over_the_cap_stops_after_the_writes_in_flight(tmp_path: Pa
     # The file is closed right after _spool fails: no write may still be running on it.
     with target.open("wb") as file, pytest.raises(PayloadTooLargeError):
         await upload._spool(
-            _chunks(payload, 64 * 1024), upload._Sink(), file, max_bytes=3 * upload.WRITE_BYTES
+            _chunks(payload, 64 * 1024),
+            upload._Sink(),
+            file.fileno(),
+            max_bytes=3 * upload.WRITE_BYTES,
         )
 
     assert target.stat().st_size <= 3 * upload.WRITE_BYTES
+
+
+def test_write_all_resumes_partial_writes_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The OS may write less than asked, or take fewer buffers than given.
+    parts = [np.random.default_rng(i).bytes(n) for i, n in enumerate([0, 5000, 1, 70_000, 3])]
+    parts += [b"x"] * (2 * upload.IOV_MAX + 5)
+    writev, calls = os.writev, []
+
+    def short_writev(fd: int, buffers: list[memoryview]) -> int:
+        # A prefix of what was asked: at most 4,000 bytes, so it often ends inside a buffer.
+        calls.append(len(buffers))
+        assert len(buffers) <= upload.IOV_MAX
+        return writev(fd, [memoryview(b"".join(buffers)[:4000])])
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    target = tmp_path / "written"
+    with target.open("wb") as file:
+        upload.write_all(file.fileno(), parts)
+
+    assert target.read_bytes() == b"".join(parts)
+    assert len(calls) > 3
