@@ -13,14 +13,17 @@ import logging
 import socket
 import sys
 from types import FrameType
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from service.app import create_app
 from service.errors import StartupError
 from service.lifecycle import Phase
 from service.logs import configure_logging
+from service.protocol import UncopiedBodyProtocol
 from service.runtime import Runtime, preflight
 from service.settings import Settings, get_settings
 
@@ -65,6 +68,21 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+def uvicorn_config(app: FastAPI, **options: Any) -> uvicorn.Config:
+    """How uvicorn runs the app (the tests' servers too); ``options`` add to it."""
+    return uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        ws="none",
+        http=UncopiedBodyProtocol,
+        timeout_graceful_shutdown=CLOSE_TIMEOUT_S,
+        **options,
+    )
+
+
 def serve(settings: Settings) -> int:
     """Run the service until it is stopped; returns the process exit code."""
     try:
@@ -74,17 +92,7 @@ def serve(settings: Settings) -> int:
         return 2
     app = create_app(settings, model=model)
     runtime: Runtime = app.state.runtime
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        lifespan="on",
-        ws="none",
-        timeout_graceful_shutdown=CLOSE_TIMEOUT_S,
-    )
+    config = uvicorn_config(app, host=settings.host, port=settings.port)
     DrainingServer(config, runtime).run()
     if runtime.lifecycle.phase is Phase.FAILED:
         log.error("stopped: %s", runtime.lifecycle.failure)

@@ -2,13 +2,15 @@
 
 The hook runs in the worker before each decode and acts on a marker at the
 start of the uploaded file, so a test chooses the fault by what it uploads.
-``VIDLSTM_TEST_DECODE_DELAY_S`` slows every decode down (drain tests).
+``VIDLSTM_TEST_DECODE_DELAY_S`` slows every decode down (drain tests);
+``VIDLSTM_TEST_KEEP_UPLOADS_DIR`` gets a copy of every spooled upload.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -18,9 +20,13 @@ SEGFAULT = b"VIDLSTM-FAULT-SEGV"
 HANG = b"VIDLSTM-FAULT-HANG"
 RAISE = b"VIDLSTM-FAULT-RAISE"
 DELAY_ENV = "VIDLSTM_TEST_DECODE_DELAY_S"
+KEEP_ENV = "VIDLSTM_TEST_KEEP_UPLOADS_DIR"
 
 
 def inject(path: str) -> None:
+    keep = os.environ.get(KEEP_ENV)
+    if keep:
+        shutil.copyfile(path, Path(keep) / f"{time.time_ns()}.upload")
     head = Path(path).read_bytes()[:64]
     if head.startswith(CRASH):
         os.kill(os.getpid(), signal.SIGKILL)

@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from service.runtime import Runtime
+from service.server import uvicorn_config
 
 T = TypeVar("T")
 
@@ -57,9 +58,7 @@ def serve_in_thread(app: FastAPI, *, wait_ready: bool = True) -> Iterator[Served
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_config=None, lifespan="on", ws="none", timeout_graceful_shutdown=5
-    )
+    config = uvicorn_config(app)
     server = _ThreadServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -1,8 +1,11 @@
-"""The upload spool on its own: bytes in, the same bytes in the file, whatever the batching."""
+"""The upload spool: bytes in, the same bytes in the file, whatever the batching or the
+pieces the client sends them in."""
 
 from __future__ import annotations
 
 import os
+import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,7 +13,11 @@ import numpy as np
 import pytest
 
 from service import upload
+from service.app import create_app
 from service.errors import PayloadTooLargeError
+from tests import faults
+from tests.conftest import make_test_settings
+from tests.serving import serve_in_thread
 
 
 async def _chunks(body: bytes, size: int) -> AsyncIterator[bytes]:
@@ -94,3 +101,53 @@ def test_write_all_resumes_partial_writes_in_order(
 
     assert target.read_bytes() == b"".join(parts)
     assert len(calls) > 3
+
+
+def _send_in_pieces(port: int, content_type: str, body: bytes, rng: np.random.Generator) -> int:
+    """POST ``body`` in pieces of 1 byte to 300 KB, some after a pause; the response status."""
+    head = (
+        f"POST /classify HTTP/1.1\r\nHost: t\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head.encode())
+        i = 0
+        while i < len(body):
+            n = int(rng.choice([1, 1000, 70_000, 300_000]))
+            sock.sendall(body[i : i + n])
+            i += n
+            if rng.random() < 0.3:
+                time.sleep(0.002)  # the server reads what came so far as its own chunk
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    return int(response.split(b" ", 2)[1])
+
+
+def test_bodies_reach_the_spool_intact_through_the_server(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The whole receive path: uvicorn's protocol as the service runs it, the spool, the file.
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (spool := tmp_path / "spool").mkdir()
+    monkeypatch.setenv(faults.KEEP_ENV, str(kept))
+    settings = make_test_settings(
+        tiny_model,
+        spool,
+        debug_decode_hook="tests.faults:inject",
+        max_upload_bytes=8 * upload.WRITE_BYTES,
+    )
+    rng = np.random.default_rng(3)
+    payload = rng.bytes(3 * upload.WRITE_BYTES + 777)  # not a video: refused after the copy
+    body, boundary = _multipart(payload)
+
+    with serve_in_thread(create_app(settings)) as served:
+        statuses = [
+            _send_in_pieces(served.port, "video/mp4", payload, rng),
+            _send_in_pieces(served.port, f"multipart/form-data; boundary={boundary}", body, rng),
+        ]
+
+    assert statuses == [415, 415]
+    copies = sorted(kept.iterdir())
+    assert [p.read_bytes() == payload for p in copies] == [True, True]
