@@ -93,10 +93,19 @@ def infer_rate(
 
 
 def best_infer_rate(
-    model: Model, path: Path, clips: npt.NDArray[np.uint8], *, batch: int, cores: int
+    model: Model,
+    path: Path,
+    clips: npt.NDArray[np.uint8],
+    *,
+    batch: int,
+    cores: int,
+    cuda_tf32: bool = False,
 ) -> float:
-    """The cheaper of: the service's own session, or one single-threaded run per core."""
-    single = load_model(path, providers=model.providers, intra_op_threads=1)
+    """The cheaper of: the service's own session, or one single-threaded run per core.
+
+    ``cuda_tf32`` as the service's session was opened, so both compute alike.
+    """
+    single = load_model(path, providers=model.providers, intra_op_threads=1, cuda_tf32=cuda_tf32)
     return max(
         infer_rate(model, clips, batch=batch),
         infer_rate(single, clips, batch=batch, callers=cores),

@@ -154,7 +154,12 @@ class Suite:
         for _ in tqdm(range(self.cfg.repeats), desc="W1 rounds: floor, servers at c8"):
             decode_rate, frames = decode_pool.run(paths, self.job)
             infer_rate = floor.best_infer_rate(
-                self.model, self.cfg.model, clips, batch=self.batch, cores=self.cores
+                self.model,
+                self.cfg.model,
+                clips,
+                batch=self.batch,
+                cores=self.cores,
+                cuda_tf32=self.settings.cuda_tf32,
             )
             fl = floor.Floor(decode_rate, infer_rate, frames)
             m.floor.setdefault("w1", []).append(fl)

@@ -12,13 +12,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
+from bench import floor
 from bench.__main__ import DEFAULT_GEOMETRY
 from bench.client import Upload, run_raw
 from bench.servers import python_path
 from model_export.pipeline import RunConfig
+from service.model import Model, load_model
 from tests.serving import Served
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,3 +100,23 @@ def test_the_untrained_stand_in_has_the_default_models_geometry() -> None:
 def test_servers_keep_the_callers_python_path_behind_the_repository() -> None:
     assert python_path(None) == str(REPO)
     assert python_path("/opt/site:/x") == f"{REPO}{os.pathsep}/opt/site:/x"
+
+
+def test_the_floor_opens_its_sessions_as_the_service_did(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TF32 changes what a GPU computes and how fast: the floor must not differ from the service.
+    opened: list[bool] = []
+
+    def spy(path: Path, **options: Any) -> Model:
+        opened.append(options["cuda_tf32"])
+        return load_model(path, **options)
+
+    monkeypatch.setattr(floor, "load_model", spy)
+    model = load_model(tiny_model)
+    h, w = model.info.height, model.info.width
+    clips = np.zeros((2, model.info.num_frames, h, w, 3), dtype=np.uint8)
+    for tf32 in (True, False):
+        rate = floor.best_infer_rate(model, tiny_model, clips, batch=2, cores=1, cuda_tf32=tf32)
+        assert rate > 0
+    assert opened == [True, False]
