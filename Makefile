@@ -51,7 +51,7 @@ FUZZ_EXAMPLES ?= 100000
 fuzz: $(STAMP)
 	mkdir -p build/fuzz-failures
 	VIDLSTM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) VIDLSTM_FUZZ_RANDOM=1 VIDLSTM_FUZZ_FAILURES=build/fuzz-failures \
-		$(PY) -m pytest tests/test_fuzz.py --timeout=0 -p no:cacheprovider
+		$(PY) -m pytest tests/service/api/test_fuzz.py --timeout=0 -p no:cacheprovider
 
 SOAK_MINUTES ?= 30
 soak: $(STAMP)
@@ -68,7 +68,7 @@ nginx-conf: $(STAMP)
 		--listen 127.0.0.1:8080 --runtime-dir /tmp/vidlstm-nginx --out build/nginx/nginx.conf
 
 deploy-check: $(STAMP)
-	$(PY) -m pytest tests/test_deploy_config.py tests/test_load_balancer.py
+	$(PY) -m pytest tests/deploy
 
 # Builds and runs the real image on a local dockerd (root; apt docker.io debootstrap).
 image-test: $(STAMP)

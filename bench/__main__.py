@@ -26,7 +26,7 @@ from typing import Any
 from bench import report, workloads
 from bench.results import summarise
 from bench.suite import CONTENDERS, Config, Suite
-from service.model import load_model
+from service.pipeline.inference import load_model
 
 log = logging.getLogger("bench")
 
@@ -62,10 +62,10 @@ def resolve_model(arg: Path | None, cache: Path) -> Path:
     if not path.exists():
         log.info("no %s yet: exporting the default architecture untrained", DEFAULT_MODEL)
         # torch is imported only here: the bench itself runs without it.
+        from model_export.config import RunConfig, model_config  # noqa: PLC0415
+        from model_export.data.synth import LABELS  # noqa: PLC0415
         from model_export.export import ModelMetadata, export_onnx  # noqa: PLC0415
-        from model_export.model import build_model  # noqa: PLC0415
-        from model_export.pipeline import RunConfig, model_config  # noqa: PLC0415
-        from model_export.synth import LABELS  # noqa: PLC0415
+        from model_export.nets.classifier import build_model  # noqa: PLC0415
 
         run = RunConfig(num_frames=frames, height=height, width=width)
         net = build_model(model_config(run, "lstm", len(LABELS))).eval()

@@ -2,7 +2,7 @@
 
     python -m bench.accuracy [--model models/vidlstm.onnx] [--data data/synthetic/test]
 
-Every mode decodes every test video with :func:`service.decode.decode_clip`
+Every mode decodes every test video with :func:`service.media.clip.decode_clip`
 (the function the service's workers call) and runs the ONNX model on the
 clips; the table gives accuracy, frames decoded and decode CPU time per video,
 so the service's default (``VIDLSTM_DECODE_*``) can be chosen on evidence; then
@@ -28,9 +28,9 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from bench import workloads
-from service.decode import DecodeMode, decode_clip
-from service.errors import VideoError
-from service.model import load_model
+from service.core.errors import VideoError
+from service.media.clip import DecodeMode, decode_clip
+from service.pipeline.inference import load_model
 
 log = logging.getLogger("bench.accuracy")
 

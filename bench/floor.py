@@ -1,7 +1,7 @@
 """Floor: what no server can avoid, measured in-process with no HTTP.
 
 1. Decode & sample: the service's own worker function
-   (:func:`service.workers.decode_job`, same settings) over the workload in
+   (:func:`service.pipeline.decode_pool.decode_job`, same settings) over the workload in
    one process per core; each worker keeps its clips, so nothing is copied back.
 2. Inference: ONNX Runtime alone on real clips at the service's batch size,
    the better of the service's own session and one single-threaded session
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from service.model import Model, load_model
-from service.workers import DecodeJob, decode_job
+from service.media.decode_job import DecodeJob, decode_job
+from service.pipeline.inference import Model, load_model
 
 MIN_INFER_S = 1.0  # run inference at least this long for a stable rate
 

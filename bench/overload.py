@@ -33,8 +33,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from tests.media import moving_square_frames, write_video
-from tests.observe import run_service
+from tests.support.media import moving_square_frames, write_video
+from tests.support.observe import run_service
 
 REJECT_P99_MS = 50.0
 OVERLOAD_TAG = "overload"

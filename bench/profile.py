@@ -34,15 +34,18 @@ REPO = Path(__file__).resolve().parents[1]
 # A sample goes to the stage of its innermost frame that matches a rule (first rule wins).
 # Native code (libavcodec, swscale, ONNX Runtime) shows as the Python line that called it.
 STAGES = (
-    ("decode: codec (libavcodec)", ("_decode (service/decode", "next_frame (service/decoder")),
-    ("decode: resize + RGB (swscale)", ("_convert (service/decode",)),
+    ("decode: codec (libavcodec)", ("_decode (service/media/", "next_frame (service/media/cursor")),
+    ("decode: resize + RGB (swscale)", ("_convert (service/media/",)),
     ("decode: open + probe", ("open_video", "open_probed", "_probe", "video_stream", "_info")),
     ("decode: read-ahead, seek", ("keyframe_ahead", "_packet_at", "_demux", "seek", "restart")),
-    ("decode: sampler (Python)", ("service/decode.py", "service/decoder.py", "service/sampling")),
-    ("inference (ONNX Runtime)", ("run (service/model.py", "onnxruntime")),
+    ("decode: sampler (Python)", ("service/media/",)),
+    ("inference (ONNX Runtime)", ("run (service/pipeline/inference.py", "onnxruntime")),
     ("worker IPC (pebble, pickle)", ("pebble", "multiprocessing", "pickle", "connection.py")),
-    ("upload (spool to disk)", ("service/upload.py",)),
-    ("batcher", ("service/batcher.py",)),
+    (
+        "upload (spool to disk)",
+        ("service/pipeline/upload.py", "service/pipeline/spool.py", "service/pipeline/body.py"),
+    ),
+    ("batcher", ("service/pipeline/batcher.py",)),
     (
         "HTTP + app (uvicorn, starlette, pydantic)",
         ("uvicorn", "httptools", "h11", "starlette", "fastapi", "pydantic", "service/"),

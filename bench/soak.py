@@ -4,7 +4,7 @@
         [--model M.onnx] [--out soak.json]
 
 Half the requests are valid videos in every codec and container of the
-hostile suite (:mod:`tests.hostile`), half are its hostile files and requests
+hostile suite (:mod:`tests.support.hostile`), half are its hostile files and requests
 (corrupt, truncated, lying headers, oversized heads, stalled bodies, clients
 that hang up). Every answer must be the one expected. Every 10 s the
 server's process tree is sampled from ``/proc``: resident memory, open file
@@ -33,10 +33,10 @@ import httpx
 import numpy as np
 
 from bench.overload import default_model
-from tests import hostile
-from tests.hostile import Expected, Reply, Target
-from tests.media import moving_square_frames, write_video
-from tests.observe import descendants, open_fds, rss_mb, run_service, spooled
+from tests.support import hostile
+from tests.support.hostile import Expected, Reply, Target
+from tests.support.media import moving_square_frames, write_video
+from tests.support.observe import descendants, open_fds, rss_mb, run_service, spooled
 
 SAMPLE_EVERY_S = 10.0
 MAX_RSS_GROWTH = 0.10

@@ -29,9 +29,9 @@ from bench import client, floor, servers
 from bench.client import RunResult, Upload
 from bench.procs import TreeMonitor, Usage
 from bench.workloads import Workload
-from service.model import Model, load_model
-from service.settings import Settings
-from service.workers import DecodeJob
+from service.core.settings import Settings
+from service.media.decode_job import DecodeJob
+from service.pipeline.inference import Model, load_model
 
 log = logging.getLogger(__name__)
 

@@ -67,7 +67,7 @@ mkdir -p "$WORK/ctx/models"
 cp -r "$REPO"/{pyproject.toml,README.md,service,model_export,.dockerignore} "$WORK/ctx/"
 sed '1{/^# syntax=/d}' "$REPO/Dockerfile" >"$WORK/ctx/Dockerfile"
 (cd "$REPO" && "$PY" -c "import sys; from pathlib import Path; from model_export.tiny import build_tiny_model; build_tiny_model(Path(sys.argv[1]))" "$WORK/ctx/models/vidlstm.onnx")
-(cd "$REPO" && "$PY" -c "import sys; from pathlib import Path; from tests.media import moving_square_frames, write_video; write_video(Path(sys.argv[1]), moving_square_frames(50, 96, 128))" "$WORK/clip.mp4")
+(cd "$REPO" && "$PY" -c "import sys; from pathlib import Path; from tests.support.media import moving_square_frames, write_video; write_video(Path(sys.argv[1]), moving_square_frames(50, 96, 128))" "$WORK/clip.mp4")
 build -t "$IMAGE" --build-arg MODEL_SOURCE=context \
     --build-arg RUNTIME_BASE="$BASE:runtime" --build-arg BUILD_BASE="$BASE:build" "$WORK/ctx"
 

@@ -14,8 +14,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from model_export.config import RunConfig
 from model_export.pipeline import (
-    RunConfig,
     export_model,
     synthesize,
     train_models,
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    from model_export.synth.cli import add_arguments as add_synth_arguments  # noqa: PLC0415
+    from model_export.data.synth.cli import add_arguments as add_synth_arguments  # noqa: PLC0415
 
     synth = commands.add_parser("synth", help="generate the synthetic data set only")
     add_synth_arguments(synth)
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     start = time.perf_counter()
     if args.command == "synth":
-        from model_export.synth.cli import run as run_synth  # noqa: PLC0415
+        from model_export.data.synth.cli import run as run_synth  # noqa: PLC0415
 
         run_synth(args)
         return 0

@@ -28,8 +28,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from model_export.model import VideoClassifier
-from service.sampling import SAMPLING_POLICY
+from model_export.nets.classifier import VideoClassifier
+from service.media.timestamps import SAMPLING_POLICY
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,14 @@ class ExportError(RuntimeError):
     """The exported graph is not faithful to the PyTorch model, or not self-contained."""
 
 
+def created_now() -> str:
+    """The creation time to record: ``SOURCE_DATE_EPOCH`` when set, so that a rebuild
+    with the same seed writes the same bytes (reproducible-builds.org), else now."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+    return when.isoformat(timespec="seconds")
+
+
 @dataclass(frozen=True, slots=True)
 class ModelMetadata:
     """What the service reads from ``metadata_props`` (keys prefixed ``vidlstm.``)."""
@@ -58,7 +66,7 @@ class ModelMetadata:
     data_fingerprint: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     sampling: str = SAMPLING_POLICY
-    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    created: str = field(default_factory=created_now)
 
     def as_props(self) -> dict[str, str]:
         """The ``metadata_props`` entries, all strings."""

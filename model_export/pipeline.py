@@ -9,26 +9,26 @@ Each stage reads what the previous one left under ``out/`` (checkpoints and
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-import torch
 
-from model_export.augment import default_config
-from model_export.dataset import SkippedFile, VideoDataset, load_dataset
+from model_export.checkpoint import load_checkpoint, read_results, save_checkpoint, write_results
+from model_export.config import RunConfig, model_config
+from model_export.data.augment import default_config
+from model_export.data.cache import SkippedFile
+from model_export.data.dataset import VideoDataset, load_dataset
+from model_export.evaluation.baselines import score_model, shuffled_frames, svm_baseline
+from model_export.evaluation.scores import ModelResult, Scores, onnx_latency, score
 from model_export.export import ModelMetadata, export_onnx, verify
-from model_export.metrics import ModelResult, Scores, onnx_latency, score
-from model_export.model import ModelConfig, VideoClassifier, build_model, count_parameters
+from model_export.nets.classifier import VideoClassifier, build_model, count_parameters
 from model_export.report import write_report
-from model_export.svm import extract_features, fit_svm, predict
 from model_export.train import TrainConfig, evaluate, fit, seed_everything
 
 log = logging.getLogger(__name__)
@@ -36,40 +36,6 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "vidlstm.onnx"
 RESULTS = "results.json"
 MEAN_POOL_EPOCHS = 12
-# The side in pixels the per-frame CNN works at; bigger frames are average-pooled to it.
-STREAM_SIZE = 64
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Settings of a whole run (the command line's options)."""
-
-    out: Path = Path("models")
-    data: Path | None = None  # a user folder; None = the synthetic data set
-    synth_dir: Path = Path("data/synthetic")
-    alt_dir: Path = Path("data/synthetic-alt")
-    cache_dir: Path = Path("data/cache")
-    seed: int = 0
-    # 25 x 16-25 s at 128 x 128 on 2 cores (the host drifts): `make model` stays within
-    # 15 minutes. 30 epochs: test 0.962 instead of 0.957, but up to 18 min (README).
-    epochs: int = 25
-    num_frames: int = 16
-    height: int = 128
-    width: int = 128
-    per_class: int = 150
-    alt_per_class: int = 25
-    workers: int = 2
-    progress: bool = True
-    name: str = "vidlstm"
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.out / "checkpoints"
-
-    @property
-    def train_dir(self) -> Path:
-        return self.data if self.data is not None else self.synth_dir
 
 
 # -- synthesize ----------------------------------------------------------------------
@@ -77,7 +43,7 @@ class RunConfig:
 
 def synthesize(cfg: RunConfig) -> None:
     """The default data set and an independently rendered ``alt``-style set (cached)."""
-    from model_export.synth import generate  # noqa: PLC0415  (only this stage needs it)
+    from model_export.data.synth import generate  # noqa: PLC0415  (only this stage needs it)
 
     with _timed(cfg, "synth"):
         generate(
@@ -132,14 +98,14 @@ def train_models(cfg: RunConfig) -> dict[str, Any]:
             "extra": {},
         }
         if arch == "lstm":
-            shuffled = _shuffled(test_clips, cfg.seed)
-            entry["extra"]["shuffled"] = _scores(model, shuffled, test_targets, data.labels)
+            shuffled = shuffled_frames(test_clips, cfg.seed)
+            entry["extra"]["shuffled"] = score_model(model, shuffled, test_targets, data.labels)
         if alt is not None:
-            entry["extra"]["alt"] = _scores(model, *alt.split("all", serving=True), data.labels)
+            entry["extra"]["alt"] = score_model(model, *alt.split("all", serving=True), data.labels)
         models[arch] = entry
-        _save_model(cfg.checkpoints / f"{arch}.pt", model)
+        save_checkpoint(cfg.checkpoints / f"{arch}.pt", model)
     with _timed(cfg, "svm"):
-        models["svm"] = _svm(
+        models["svm"] = svm_baseline(
             trained["lstm"],
             data,
             alt,
@@ -158,23 +124,8 @@ def train_models(cfg: RunConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "models": models,
     }
-    _write_json(cfg.checkpoints / RESULTS, results)
+    write_results(cfg.checkpoints / RESULTS, results)
     return results
-
-
-def model_config(cfg: RunConfig, arch: str, num_classes: int) -> ModelConfig:
-    """The model a run trains for ``arch``: the CNN works at about 64 px a side,
-    and larger frames feed the LSTM's fovea."""
-    side = min(cfg.height, cfg.width)
-    pool = max(1, side // STREAM_SIZE)
-    config = ModelConfig(
-        num_classes=num_classes,
-        height=cfg.height,
-        width=cfg.width,
-        pool=pool,
-        fovea=side // 4 if pool > 1 else 0,
-    )
-    return replace(config, arch="lstm" if arch == "lstm" else "mean_pool")
 
 
 def _load(cfg: RunConfig, root: Path) -> VideoDataset:
@@ -193,56 +144,12 @@ def _load(cfg: RunConfig, root: Path) -> VideoDataset:
     )
 
 
-def _shuffled(clips: npt.NDArray[np.uint8], seed: int) -> npt.NDArray[np.uint8]:
-    """Each ``(T, H, W, 3)`` clip with its frames in a random order (seeded)."""
-    rng = np.random.default_rng(seed)
-    return np.stack([c[rng.permutation(len(c))] for c in clips])
-
-
-def _scores(
-    model: VideoClassifier,
-    clips: npt.NDArray[np.uint8],
-    targets: npt.NDArray[np.int64],
-    labels: tuple[str, ...],
-) -> dict[str, Any]:
-    return score(targets, evaluate(model, clips, targets).predictions, labels).as_dict()
-
-
-def _svm(
-    encoder_of: VideoClassifier,
-    data: VideoDataset,
-    alt: VideoDataset | None,
-    *,
-    test_clips: npt.NDArray[np.uint8],
-    test_targets: npt.NDArray[np.int64],
-    seed: int,
-) -> dict[str, Any]:
-    train_clips, train_targets = data.split("train", serving=True)
-    svm = fit_svm(extract_features(encoder_of, train_clips), train_targets, seed=seed)
-    features = extract_features(encoder_of, test_clips)
-    start = time.perf_counter()
-    predictions = predict(svm, features)
-    predict_ms = 1000 * (time.perf_counter() - start) / max(len(features), 1)
-    entry: dict[str, Any] = {
-        "test": score(test_targets, predictions, data.labels).as_dict(),
-        "parameters": int(sum(np.size(c) for c in (svm[-1].coef_, svm[-1].intercept_))),
-        "predict_ms_per_clip": predict_ms,
-        "extra": {},
-        "note": "Linear SVM on the LSTM model's frame-encoder features, mean-pooled over time.",
-    }
-    if alt is not None:
-        alt_clips, alt_targets = alt.split("all", serving=True)
-        alt_pred = predict(svm, extract_features(encoder_of, alt_clips))
-        entry["extra"]["alt"] = score(alt_targets, alt_pred, data.labels).as_dict()
-    return entry
-
-
 # -- export --------------------------------------------------------------------------
 
 
 def export_model(cfg: RunConfig) -> Path:
     """``out/vidlstm.onnx`` (verified against PyTorch, then scored through ONNX Runtime)."""
-    results = _read_json(cfg.checkpoints / RESULTS)
+    results = read_results(cfg.checkpoints / RESULTS)
     labels = results["labels"]
     geometry = results["geometry"]
     lstm_entry = results["models"]["lstm"]
@@ -255,7 +162,7 @@ def export_model(cfg: RunConfig) -> Path:
         metrics["alt_style_accuracy"] = round(lstm_entry["extra"]["alt"]["accuracy"], 4)
     with _timed(cfg, "export"):
         for arch in ("lstm", "mean_pool"):
-            model = _load_model(cfg.checkpoints / f"{arch}.pt")
+            model = load_checkpoint(cfg.checkpoints / f"{arch}.pt")
             meta = ModelMetadata(
                 labels=labels,
                 name=cfg.name if arch == "lstm" else f"{cfg.name}-{arch}",
@@ -285,7 +192,7 @@ def verify_model(cfg: RunConfig) -> float:
         [session.run(None, {"frames": clips[i : i + 32]})[0] for i in range(0, len(clips), 32)]
     )
     accuracy = float((probs.argmax(1) == targets).mean())
-    model = _load_model(cfg.checkpoints / "lstm.pt")
+    model = load_checkpoint(cfg.checkpoints / "lstm.pt")
     verify(model, path, lengths=(cfg.num_frames,), seed=cfg.seed + 1)
     log.info("%s: test accuracy through ONNX Runtime %.4f", path, accuracy)
     return accuracy
@@ -296,7 +203,7 @@ def verify_model(cfg: RunConfig) -> float:
 
 def write_run_report(cfg: RunConfig, *, onnx_accuracy: float | None = None) -> Path:
     """``out/report.md`` + ``out/report.json`` from the saved results and exported files."""
-    results = _read_json(cfg.checkpoints / RESULTS)
+    results = read_results(cfg.checkpoints / RESULTS)
     labels = results["labels"]
     latency = {
         "lstm": onnx_latency(cfg.out / MODEL_FILE),
@@ -336,48 +243,11 @@ def write_run_report(cfg: RunConfig, *, onnx_accuracy: float | None = None) -> P
 # -- helpers -------------------------------------------------------------------------
 
 
-def _save_model(path: Path, model: VideoClassifier) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    config = asdict(model.config)
-    config["backbone_weights"] = (
-        str(config["backbone_weights"]) if config["backbone_weights"] else None
-    )
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"config": config, "state": model.state_dict()}, tmp)
-    tmp.replace(path)
-
-
-def _load_model(path: Path) -> VideoClassifier:
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    config = dict(saved["config"])
-    config["channels"] = tuple(config["channels"])
-    if config.get("backbone_weights"):
-        config["backbone_weights"] = Path(config["backbone_weights"])
-    config.setdefault("bidirectional", False)  # checkpoints from before the option
-    model = build_model(ModelConfig(**config))
-    model.load_state_dict(saved["state"])
-    return model.eval()
-
-
 def _version() -> str:
     try:
         return importlib_metadata.version("vidlstm")
     except importlib_metadata.PackageNotFoundError:
         return "0.0.0+local"
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.replace(path)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run `python -m model_export train` first")
-    doc: dict[str, Any] = json.loads(path.read_text())
-    return doc
 
 
 @contextlib.contextmanager

@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from model_export.dataset import SkippedFile
-from model_export.metrics import ModelResult, accuracy_interval
+from model_export.data.cache import SkippedFile
+from model_export.evaluation.scores import ModelResult, accuracy_interval
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from model_export.data.synth import LABELS
 from model_export.export import ModelMetadata, export_onnx
-from model_export.model import ModelConfig, VideoClassifier, build_model
-from model_export.synth import LABELS
+from model_export.nets.classifier import ModelConfig, VideoClassifier, build_model
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from model_export.augment import AugmentConfig, augment_batch
-from model_export.model import VideoClassifier
+from model_export.data.augment import AugmentConfig, augment_batch
+from model_export.nets.classifier import VideoClassifier
 
 log = logging.getLogger(__name__)
 

@@ -7,17 +7,28 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.middleware import RequestContextMiddleware
-from service.model import Model
-from service.problems import install_problem_handlers
-from service.routes import router
-from service.runtime import Runtime
-from service.settings import Settings, get_settings
+from service.api.middleware import RequestContextMiddleware
+from service.api.problems import install_problem_handlers
+from service.api.routes import router
+from service.core.runtime import Runtime
+from service.core.settings import Settings, get_settings
+from service.pipeline.decode_pool import DecodeHook
+from service.pipeline.inference import Model
 
 
-def create_app(settings: Settings | None = None, *, model: Model | None = None) -> FastAPI:
-    """A new app; ``model`` may be passed pre-loaded (``python -m service`` checks it first)."""
-    runtime = Runtime(settings or get_settings(), model=model)
+def create_app(
+    settings: Settings | None = None,
+    *,
+    model: Model | None = None,
+    decode_hook: DecodeHook | None = None,
+) -> FastAPI:
+    """A new app; ``model`` may be passed pre-loaded (``python -m service`` checks it first).
+
+    ``decode_hook`` is for tests: a module-level function run in the decode worker
+    with the upload's path before each decode (fault injection). Code, not a
+    setting, so that no deployment can make the server import a module by name.
+    """
+    runtime = Runtime(settings or get_settings(), model=model, decode_hook=decode_hook)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -18,16 +18,41 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.app import create_app
-from service.errors import StartupError
-from service.lifecycle import Phase
-from service.logs import configure_logging
-from service.protocol import UncopiedBodyProtocol
-from service.runtime import Runtime, preflight
-from service.settings import Settings, get_settings
+from service.core.errors import StartupError
+from service.core.lifecycle import Phase
+from service.core.logs import configure_logging
+from service.core.runtime import Runtime, preflight
+from service.core.settings import Settings, get_settings
+from service.pipeline.decode_pool import DecodeHook
 
 log = logging.getLogger(__name__)
+
+
+class UncopiedBodyProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, handing request body chunks to the app uncopied.
+
+    Since 0.42, uvicorn gathers each connection's body chunks in a ``bytearray``
+    and copies it into ``bytes`` for every ASGI ``http.request`` message: two
+    copies of every uploaded byte on the event loop, which also receives
+    everyone else's uploads. When nothing is waiting to be read, this hands the
+    chunk httptools made over as it is (``bytes(b)`` of a ``bytes`` object is
+    that object); chunks that arrive while one waits are joined as before, and
+    reading still pauses above uvicorn's high-water mark. It relies on uvicorn's
+    private ``HttpToolsProtocol``: pyproject.toml pins the range it is written for.
+    """
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if not cycle.body:
+            # The chunk becomes the pending body; uvicorn's own handling (checks,
+            # flow control, wake-up) then runs with nothing more to append.
+            cycle.body = body  # type: ignore[assignment]
+            body = b""
+        super().on_body(body)
+
 
 # After the drain, connections only have responses left to write.
 CLOSE_TIMEOUT_S = 5
@@ -83,14 +108,17 @@ def uvicorn_config(app: FastAPI, **options: Any) -> uvicorn.Config:
     )
 
 
-def serve(settings: Settings) -> int:
-    """Run the service until it is stopped; returns the process exit code."""
+def serve(settings: Settings, *, decode_hook: DecodeHook | None = None) -> int:
+    """Run the service until it is stopped; returns the process exit code.
+
+    ``decode_hook``: see :func:`service.app.create_app` (tests only).
+    """
     try:
         model = preflight(settings)
     except StartupError as err:
         log.error("cannot start: %s", err)
         return 2
-    app = create_app(settings, model=model)
+    app = create_app(settings, model=model, decode_hook=decode_hook)
     runtime: Runtime = app.state.runtime
     config = uvicorn_config(app, host=settings.host, port=settings.port)
     DrainingServer(config, runtime).run()
@@ -100,11 +128,12 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def main() -> None:
+def main(*, decode_hook: DecodeHook | None = None) -> None:
+    """``python -m service``; ``decode_hook`` for the tests' fault-injecting server only."""
     try:
         settings = get_settings()
     except ValidationError as err:
         print(f"vidlstm: invalid settings (VIDLSTM_*):\n{err}", file=sys.stderr)
         sys.exit(2)
     configure_logging(settings.log_level)
-    sys.exit(serve(settings))
+    sys.exit(serve(settings, decode_hook=decode_hook))

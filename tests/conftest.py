@@ -10,14 +10,14 @@ import pytest
 
 from model_export.tiny import build_tiny_model
 from service.app import create_app
-from service.settings import Settings
-from tests.media import (
+from service.core.settings import Settings
+from tests.support.media import (
     COMMON_FORMATS,
     H264_MP4,
     moving_square_frames,
     write_video,
 )
-from tests.serving import Served, serve_in_thread
+from tests.support.serving import Served, serve_in_thread
 
 MakeSettings = Callable[..., Settings]
 

@@ -25,7 +25,7 @@ PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 # host:port, host a name or an IPv4 address: nothing that could end a directive.
 ADDRESS = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
 
-# The service's defaults (service/settings.py). tests/test_deploy_config.py
+# The service's defaults (service/core/settings.py). tests/deploy/test_deploy_files.py
 # fails when they drift apart.
 DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 DEFAULT_DECODE_TIMEOUT_S = 30.0

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import torch
 from torch.nn import functional as F  # noqa: N812
 
-from service.sampling import jittered_indices
+from service.media.timestamps import jittered_indices
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def augment_batch(
     """``(N, S, H, W, 3) uint8`` decoded clips -> ``(N, T, H, W, 3) uint8`` and new targets.
 
     With ``planes``, the same values as ``(N, T, 3, H, W)`` float (whole numbers
-    0-255), the form :meth:`~model_export.model.VideoClassifier.plane_logits` takes:
+    0-255), the form :meth:`~model_export.nets.classifier.VideoClassifier.plane_logits` takes:
     training skips the round trip through uint8.
 
     ``S`` is ``3 T`` for cached clips (temporal jitter picks one frame of each three).

@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from torch import nn
 
-from model_export.model import VideoClassifier
+from model_export.nets.classifier import VideoClassifier
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ feature map instead of pooling it away.
 
 Small objects that turn or grow move by under a pixel per step at the CNN's
 64 x 64, so the default model takes 128 x 128 frames: the CNN sees them
-pooled to 64 x 64, and a fovea (:class:`~model_export.motion.Fovea`) measures
+pooled to 64 x 64, and a fovea (:class:`~model_export.nets.motion.Fovea`) measures
 the motion of a 32 x 32 window at full resolution where the clip changes most.
 """
 
@@ -26,8 +26,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from model_export.encoder import FrameEncoder, ResNetEncoder
-from model_export.motion import ChangeMoments, FlowField, Fovea, FrameMotion
+from model_export.nets.encoder import FrameEncoder, ResNetEncoder
+from model_export.nets.motion import ChangeMoments, FlowField, Fovea, FrameMotion
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class ModelConfig:
     # LSTM only: the motion (FrameMotion, FlowField) of a window this many input px a side
     # around where the clip changes most, at full resolution (0: off)
     fovea: int = 0
-    # LSTM only: a second LSTM reads the clip backwards (README: what else was measured)
+    # LSTM only: a second LSTM reads the clip backwards (docs/experiment.md)
     bidirectional: bool = True
     backbone_weights: Path | None = None  # a local torchvision ResNet-18 state dict
 

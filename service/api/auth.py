@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pydantic import SecretStr
 from starlette.datastructures import Headers
 
-from service.errors import UnauthorizedError
+from service.core.errors import UnauthorizedError
 
 REFUSAL = "a valid API key is required (Authorization: Bearer KEY, or X-API-Key: KEY)"
 

@@ -1,7 +1,8 @@
 """The classify pipeline: receive upload -> decode & sample -> batch -> infer -> respond.
 
-Each stage is its own module (``upload``, ``workers``, ``batcher``, ``model``);
-this one strings them together and builds the response.
+Each stage is its own module in :mod:`service.pipeline` (``upload``,
+``decode_pool``, ``batcher``, ``inference``); this one strings them together
+for a request and builds the response.
 """
 
 from __future__ import annotations
@@ -14,11 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from starlette.requests import Request
 
-from service.batcher import Inferred, Probabilities
-from service.errors import OverloadedError
-from service.runtime import Runtime
-from service.sampling import FloatArray
-from service.schemas import (
+from service.api.schemas import (
     ClassifyResponse,
     LabelScore,
     ModelRef,
@@ -26,8 +23,12 @@ from service.schemas import (
     Timing,
     VideoSummary,
 )
-from service.upload import receive_upload
-from service.workers import DecodedVideo
+from service.core.errors import OverloadedError
+from service.core.runtime import Runtime
+from service.media.decode_job import DecodedVideo
+from service.media.timestamps import FloatArray
+from service.pipeline.batcher import Inferred, Probabilities
+from service.pipeline.upload import receive_upload
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +56,12 @@ async def classify(request: Request, runtime: Runtime, params: ClassifyParams) -
         ) as upload:
             uploaded = time.perf_counter()
             metrics.upload_bytes.observe(upload.size)
-            decoded, decode_s = await runtime.decoder.decode(  # decode & sample
+            decoded, decode_s = await runtime.decode_pool.decode(  # decode & sample
                 upload.path, runtime.decode_job(params.window_s)
             )
             metrics.decode_seconds.observe(decode_s)
             queued = time.perf_counter()
-            # Batch & infer while the spooled file is removed (freeing 70 MB takes ~5 ms).
+            # Batch & infer while the spooled file is removed (a big file takes ms to free).
             inferring = asyncio.create_task(
                 runtime.batcher.submit([decoded.clip, *decoded.window_clips])
             )

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.auth import check_api_key
-from service.runtime import Runtime
-from service.settings import Settings
+from service.api.auth import check_api_key
+from service.core.runtime import Runtime
+from service.core.settings import Settings
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -16,10 +16,10 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import ClientError, HeadersTooLargeError, InternalError, UriTooLongError
-from service.logs import request_id_var
-from service.metrics import Metrics
-from service.problems import problem_response
+from service.api.problems import problem_response
+from service.core.errors import ClientError, HeadersTooLargeError, InternalError, UriTooLongError
+from service.core.logs import request_id_var
+from service.core.metrics import Metrics
 
 log = logging.getLogger("service.access")
 

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.errors import (
+from service.core.errors import (
     InternalError,
     ParameterError,
     RoutingError,
@@ -24,7 +24,7 @@ from service.errors import (
     UnavailableError,
     VidlstmError,
 )
-from service.logs import request_id_var
+from service.core.logs import request_id_var
 
 log = logging.getLogger(__name__)
 

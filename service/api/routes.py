@@ -7,12 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from service.classify import ClassifyParams, classify
-from service.deps import ApiKeyDep, MetricsKeyDep, RuntimeDep
-from service.errors import OverloadedError, ParameterError
-from service.lifecycle import Phase
-from service.runtime import Runtime
-from service.schemas import (
+from service.api.classify import ClassifyParams, classify
+from service.api.deps import ApiKeyDep, MetricsKeyDep, RuntimeDep
+from service.api.schemas import (
     ClassifyResponse,
     HealthResponse,
     InputGeometry,
@@ -21,6 +18,9 @@ from service.schemas import (
     ModelResponse,
     Problem,
 )
+from service.core.errors import OverloadedError, ParameterError
+from service.core.lifecycle import Phase
+from service.core.runtime import Runtime
 
 router = APIRouter()
 
@@ -96,7 +96,7 @@ async def classify_video(
 ) -> ClassifyResponse:
     async with runtime.lifecycle.work():
         params = _classify_params(runtime, top_k=top_k, segments=segments, window_s=window_s)
-        if runtime.decoder.full:
+        if runtime.decode_pool.full:
             # Before reading a byte: the upload would only wait for a worker.
             raise OverloadedError("every decode worker is busy; retry shortly")
         return await classify(request, runtime, params)

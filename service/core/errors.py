@@ -5,7 +5,7 @@ Data flow they guard::
     request      -> upload      -> decode & sample -> batch -> infer -> respond
     401/414/431     400/408/413    415/422/504          503      500
 
-Core code raises these; one handler in :mod:`service.problems` turns them
+Core code raises these; one handler in :mod:`service.api.problems` turns them
 into ``application/problem+json`` (RFC 9457). They keep a single message
 argument so they pickle across the decode worker process boundary.
 """

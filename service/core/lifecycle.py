@@ -12,7 +12,7 @@ import contextlib
 import enum
 from collections.abc import AsyncIterator
 
-from service.errors import DrainingError, OverloadedError, StartingError, UnavailableError
+from service.core.errors import DrainingError, OverloadedError, StartingError, UnavailableError
 
 
 class Phase(enum.StrEnum):

@@ -13,14 +13,15 @@ import contextlib
 import logging
 import os
 
-from service.batcher import Batcher
-from service.errors import InternalError, StartupError
-from service.lifecycle import Lifecycle, Phase
-from service.metrics import Metrics
-from service.model import Model, load_model
-from service.settings import Settings
-from service.upload import Spool
-from service.workers import DecodeJob, DecodePool
+from service.core.errors import InternalError, StartupError
+from service.core.lifecycle import Lifecycle, Phase
+from service.core.metrics import Metrics
+from service.core.settings import Settings
+from service.media.decode_job import DecodeJob
+from service.pipeline.batcher import Batcher
+from service.pipeline.decode_pool import DecodeHook, DecodePool
+from service.pipeline.inference import Model, load_model
+from service.pipeline.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,20 @@ def preflight(settings: Settings) -> Model:
 class Runtime:
     """The model, decode workers, batcher, metrics and lifecycle of one app."""
 
-    def __init__(self, settings: Settings, *, model: Model | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        model: Model | None = None,
+        decode_hook: DecodeHook | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.lifecycle = Lifecycle(max_in_flight=settings.max_requests_in_flight)
-        self.decoder = DecodePool(
+        self.decode_pool = DecodePool(
             workers=settings.decode_workers,
             timeout_s=settings.decode_timeout_s,
-            hook=settings.debug_decode_hook,
+            hook=decode_hook,
             max_wait_s=settings.max_decode_wait_s,
             queue_per_worker=settings.decode_queue_per_worker,
             on_restart=lambda cause: self.metrics.worker_restarts.labels(cause=cause).inc(),
@@ -110,7 +117,7 @@ class Runtime:
             extra={"labels": len(info.labels), "clip_shape": info.clip_shape},
         )
         self.spool.open()
-        self.decoder.start()
+        self.decode_pool.start()
         self._batcher = Batcher(
             self.model.run,
             clip_shape=info.clip_shape,
@@ -125,7 +132,7 @@ class Runtime:
     async def _warm_up(self) -> None:
         try:
             await asyncio.gather(
-                self.decoder.warm_up(),
+                self.decode_pool.warm_up(),
                 self.batcher.warm_up(warm_up_sizes(self.settings.max_batch_size)),
             )
         except Exception as err:
@@ -133,7 +140,7 @@ class Runtime:
             self.lifecycle.mark_failed(f"warm-up failed: {err!r}")
             return
         self.lifecycle.mark_ready()
-        log.info("ready", extra={"decode_workers": self.decoder.workers})
+        log.info("ready", extra={"decode_workers": self.decode_pool.workers})
 
     async def wait_ready(self) -> None:
         """Wait for the warm-up to finish (tests and embedders; the server does not block)."""
@@ -159,6 +166,6 @@ class Runtime:
             await self.drain()
         if self._batcher is not None:
             await self._batcher.stop()
-        await asyncio.to_thread(self.decoder.close)
+        await asyncio.to_thread(self.decode_pool.close)
         self.spool.close()
         self.lifecycle.mark_stopped()

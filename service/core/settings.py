@@ -16,8 +16,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.decode import DecodeMode
-from service.video import DEFAULT_MAX_PIXELS, Limits
+from service.media.clip import DecodeMode
+from service.media.probe import DEFAULT_MAX_PIXELS, Limits
 
 MiB = 1024 * 1024
 
@@ -60,28 +60,24 @@ class Settings(BaseSettings):
     providers: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("auto",),
         description=(
-            "ONNX Runtime execution providers in order of preference: 'auto' (CUDA if it "
-            "really loads, else CPU) or a list of cpu, cuda, tensorrt. A list without cpu "
-            "makes start-up fail when none of them loads."
+            "ONNX Runtime providers, best first: 'auto' (CUDA if it really loads, else CPU) or a "
+            "list of cpu, cuda, tensorrt; without cpu, start-up fails if none loads."
         ),
     )
     cuda_tf32: bool = Field(
         default=False,
         description=(
-            "Let the CUDA provider round float32 convolutions and matrix products to TF32 "
-            "on tensor cores. Off keeps full float32: on an H200 the shipped model's "
-            "probabilities then match the CPU's within 1e-3, which TF32 misses "
-            "(bench/README.md, GPU)."
+            "Let CUDA round float32 matrix products to TF32. Off, GPU and CPU probabilities agree"
+            " within the GPU check's bound, which TF32 can miss (bench/README.md, GPU)."
         ),
     )
     intra_op_threads: int = Field(
         default=1,
         ge=0,
         description=(
-            "ONNX Runtime intra-op threads per run; 0 lets ONNX Runtime use every core. One: "
-            "the decode workers already keep every core busy, and a batch on one thread cost "
-            "3.1 ms CPU per clip against 8.4 ms on ORT's spinning all-core pool (2-core "
-            "machine under load, bench/README.md). Raise it for big models on idle CPUs."
+            "ONNX Runtime threads per run (0: all cores). One leaves the cores to the decode "
+            "workers, which ORT's spinning pool fights (bench/README.md, profile); more suits big"
+            " models on idle CPUs."
         ),
     )
 
@@ -91,18 +87,11 @@ class Settings(BaseSettings):
     )
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
-        default=(),
-        description=(
-            "Accepted API keys (comma-separated). Empty: no authentication. Clients send "
-            "'Authorization: Bearer KEY' or 'X-API-Key: KEY'."
-        ),
+        default=(), description="Accepted API keys, comma-separated; empty: no authentication."
     )
     api_keys_file: Path | None = Field(
         default=None,
-        description=(
-            "A file of accepted API keys, one per line (blank lines and '#' comments "
-            "ignored), e.g. a mounted secret; added to api_keys. Read at start-up."
-        ),
+        description="A file of more API keys, one per line ('#' comments), read at start-up.",
     )
     protect_metrics: bool = Field(
         default=False, description="Require an API key for /metrics too (health probes stay open)."
@@ -113,10 +102,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=256 * MiB,
         ge=1,
-        description=(
-            "Largest request body accepted, enforced while streaming. 256 MiB holds about "
-            "10 minutes of 1080p H.264 at 3 Mbit/s; longer videos should be trimmed by clients."
-        ),
+        description="Largest request body, refused while streaming (~10 min of 1080p H.264).",
     )
     temp_dir: Path = Field(
         default=Path(tempfile.gettempdir()),
@@ -125,28 +111,19 @@ class Settings(BaseSettings):
     upload_idle_timeout_s: float = Field(
         default=30.0,
         gt=0,
-        description=(
-            "Longest pause between two pieces of an upload before it is refused (408): a "
-            "client that stops sending must not hold a request slot."
-        ),
+        description="Longest pause in an upload (408): a stalled client must not hold a slot.",
     )
     upload_timeout_s: float = Field(
         default=600.0,
         gt=0,
-        description=(
-            "Longest time one upload may take (408): the 256 MiB cap at 3.5 Mbit/s. Stops a "
-            "client that trickles bytes just often enough to pass the idle timeout."
-        ),
+        description="Longest upload (408): the upload cap at 3.5 Mbit/s; stops trickling clients.",
     )
 
     # -- limits checked before decoding --------------------------------------
     max_pixels: int = Field(
         default=DEFAULT_MAX_PIXELS,
         ge=1,
-        description=(
-            "Largest frame (width x height). 4096x4096 is the cap FFmpeg's own fuzzers use; "
-            "Pillow already treats ~179 Mpx as a decompression bomb."
-        ),
+        description="Largest frame (width x height); 4096x4096 is the cap FFmpeg's fuzzers use.",
     )
     max_duration_s: float = Field(
         default=3 * 3600.0, gt=0, description="Longest video accepted (seconds), a feature film."
@@ -166,61 +143,43 @@ class Settings(BaseSettings):
     decode_timeout_s: float = Field(
         default=30.0,
         gt=0,
-        description=(
-            "Wall time one decode may take before its worker is killed (504). Seeking "
-            "sampling decodes a 3 h video in a few seconds; 30 s only stops pathological files."
-        ),
+        description="Longest decode (504, worker replaced); only pathological files come near it.",
     )
     decode_tolerance: float = Field(
         default=0.5,
         ge=0,
         le=0.5,
         description=(
-            "How far (in segments) a sampled frame may lie from its segment's centre; the "
-            "decoder takes the cheapest frame within it, often a keyframe. 0.5 = anywhere in "
-            "the segment, which is what TSN sampling means; 0 = the exact frame on screen. "
-            "At 0.5 the top class is the one exact frames give on 98% of test videos "
-            "(95.7% against 95.7% accuracy), and a 10-min video decodes 15x, a short-GOP "
-            "clip 3x faster (bench/README.md); 0.25 keeps 98% agreement."
+            "How far (in segments) a sampled frame may lie from its segment's centre; the decoder"
+            " takes the cheapest frame within it. 0.5: anywhere in the segment (TSN sampling); 0:"
+            " the exact frame on screen (bench/README.md, decode modes)."
         ),
     )
     decode_skip_nonref: bool = Field(
         default=True,
-        description=(
-            "Leave frames that nothing references undecoded while they lie before the next "
-            "sample's window; the same frames are chosen as without it (constant frame rate)."
-        ),
+        description="Skip decoding unreferenced frames before the next window; same frames chosen.",
     )
     decode_skip_loop_filter: bool = Field(
         default=True,
         description=(
-            "Skip the in-loop deblocking filter (H.264, HEVC): 10-20% faster decoding, "
-            "slightly blockier frames, which the scaling to the model's size mostly averages "
-            "away: top class as with the filter on 99.5% of test videos (95.1% against 95.7% "
-            "accuracy; bench/README.md). Turn it off for low-bitrate sources."
+            "Skip H.264/HEVC in-loop deblocking: faster decoding, slightly blockier frames that "
+            "scaling mostly averages away (bench/README.md, decode modes); off for low-bitrate "
+            "sources."
         ),
     )
     decode_queue_per_worker: int | None = Field(
         default=None,
         ge=0,
         description=(
-            "Admission: decodes that may wait for a busy worker, per worker; a request "
-            "beyond that gets 503 + Retry-After at once, before its upload is read. Unset, "
-            "only MAX_DECODE_WAIT_S bounds the queue, which absorbs bursts on a lone "
-            "replica. For a latency target set 0 (admit only while a worker is free): at "
-            "4x overload admitted requests kept their p99 within 1.5x of the unloaded p99, "
-            "against 3.3x at 1 (bench/overload.py). Behind nginx, its max_fails counts "
-            "these 503s as replica failures."
+            "Admission: decodes that may wait for a busy worker, per worker; beyond that 503 "
+            "before the upload is read. Unset: only MAX_DECODE_WAIT_S bounds the queue, which "
+            "absorbs bursts; 0 suits a latency target (bench/README.md, overload)."
         ),
     )
     max_decode_wait_s: float = Field(
         default=5.0,
         ge=0,
-        description=(
-            "Admission: a request whose decode would wait longer than this for a worker "
-            "(estimated from the decodes ahead of it and recent decode times) gets 503 at "
-            "once, before its upload is read; a cap for deep queues of long videos."
-        ),
+        description="Admission: 503 at once when a decode would wait longer for a worker.",
     )
     max_requests_in_flight: int = Field(
         default=64,
@@ -233,10 +192,7 @@ class Settings(BaseSettings):
     max_delay_ms: float = Field(
         default=5.0,
         ge=0,
-        description=(
-            "How long a batch waits for more clips after its first one. 5 ms is small beside "
-            "a decode (tens of ms) yet lets concurrent requests share a run."
-        ),
+        description="How long a batch waits for more clips after its first, short beside a decode.",
     )
     max_queue: int = Field(
         default=256,
@@ -257,10 +213,7 @@ class Settings(BaseSettings):
     max_segments: int = Field(
         default=64,
         ge=1,
-        description=(
-            "Most windows per video; a longer video gets proportionally longer windows, so a "
-            "request never costs more than this many clips."
-        ),
+        description="Most windows per video; longer videos get longer windows, not more clips.",
     )
 
     # -- shutdown and retries -------------------------------------------------------
@@ -268,15 +221,6 @@ class Settings(BaseSettings):
         default=30.0,
         ge=0,
         description="On SIGTERM, how long in-flight requests may take to finish before exit.",
-    )
-
-    # -- tests only ----------------------------------------------------------------
-    debug_decode_hook: str | None = Field(
-        default=None,
-        description=(
-            "Tests only: 'module:function' called with the upload's path in the decode "
-            "worker before each decode (fault injection). Off by default."
-        ),
     )
 
     @field_validator("providers", mode="before")

@@ -28,8 +28,8 @@ Three options trade exactness for speed (:class:`DecodeMode`):
 - ``skip_nonref``: frames nothing references are not decoded while they lie
   more than two frame intervals before the window (the same frames are
   chosen as without it, at constant frame rate).
-- ``skip_loop_filter``: no deblocking filter (H.264/HEVC): 10-20% faster,
-  slightly blockier pictures.
+- ``skip_loop_filter``: no deblocking filter (H.264/HEVC): faster decoding,
+  slightly blockier pictures (bench/README.md has the figures).
 """
 
 from __future__ import annotations
@@ -46,10 +46,9 @@ import av.video
 import numpy as np
 import numpy.typing as npt
 
-from service.decoder import Decoder
-from service.sampler import Sampler
-from service.sampling import FloatArray, segment_centres
-from service.video import (
+from service.media.cursor import PacketCursor
+from service.media.picker import FramePicker
+from service.media.probe import (
     Limits,
     Source,
     VideoInfo,
@@ -58,6 +57,7 @@ from service.video import (
     open_video,
     video_stream,
 )
+from service.media.timestamps import FloatArray, segment_centres
 
 # A video this long is sampled in two halves at once, each with a decoder of its own: its
 # samples lie a seek or more apart, so each half costs about what it would in one pass.
@@ -187,16 +187,16 @@ class _Part:
         slack: FloatArray,
     ) -> tuple[npt.NDArray[np.uint8], FloatArray, int]:
         """``(len(wanted), H, W, 3)`` frames, their times, and the frames decoded."""
-        decoder = Decoder(
+        cursor = PacketCursor(
             container,
             stream,
             self.limits,
             skip_nonref=self.skip_nonref,
             skip_loop_filter=self.skip_loop_filter,
         )
-        sampler = Sampler(decoder, self.info, height=self.height, width=self.width)
-        frames, chosen = sampler.run(wanted, slack)
-        return frames, chosen, decoder.decoded
+        picker = FramePicker(cursor, self.info, height=self.height, width=self.width)
+        frames, chosen = picker.run(wanted, slack)
+        return frames, chosen, cursor.decoded
 
     def sample_opened(
         self,

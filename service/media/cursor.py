@@ -1,6 +1,6 @@
 """The decoder cursor: one video stream's packets, decoded forward on demand.
 
-:class:`Decoder` is the mechanics under :mod:`service.decode`'s sampler: it
+:class:`PacketCursor` is the mechanics under :mod:`service.media.clip`'s sampler: it
 demuxes packets, may read them ahead of the decoder (no decoding) to find a
 keyframe, may jump to that keyframe or seek to one, and may leave frames that
 nothing references undecoded while they lie before a time it is told. It
@@ -19,15 +19,15 @@ import av.container
 import av.packet
 import av.video
 
-from service.errors import LimitExceededError, NotAVideoError
-from service.video import Limits, check_frame_size
+from service.core.errors import LimitExceededError, NotAVideoError
+from service.media.probe import Limits, check_frame_size
 
 if TYPE_CHECKING:  # generic in PyAV's stubs only
     VideoPacket = av.packet.Packet[av.video.VideoStream]
 # Corrupt packets tolerated before the file is declared undecodable.
 MAX_BAD_PACKETS = 64
 # A keyframe costs about as much to decode as this many predicted frames
-# (H.264 at 320x240: 1.2-1.7 ms against 0.2 ms).
+# (measured on H.264; bench/README.md).
 KEYFRAME_COST_FRAMES = 4
 
 
@@ -46,7 +46,7 @@ class Keyframe:
         return self.forward_cost >= KEYFRAME_COST_FRAMES
 
 
-class Decoder:
+class PacketCursor:
     """Frames of ``stream`` in order; counts them and checks the limits on each."""
 
     def __init__(

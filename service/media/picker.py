@@ -2,8 +2,8 @@
 
 It decides, time by time, whether to decode forward, to seek to the keyframe
 before the time, or to jump to a keyframe found by reading packets ahead; the
-:class:`~service.decoder.Decoder` it drives does the mechanics. See
-:mod:`service.decode` for the modes it honours.
+:class:`~service.media.cursor.PacketCursor` it drives does the mechanics. See
+:mod:`service.media.clip` for the modes it honours.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import av.video.reformatter
 import numpy as np
 import numpy.typing as npt
 
-from service.decoder import Decoder
-from service.errors import NotAVideoError
-from service.sampling import FloatArray
-from service.video import VideoInfo
+from service.core.errors import NotAVideoError
+from service.media.cursor import PacketCursor
+from service.media.probe import VideoInfo
+from service.media.timestamps import FloatArray
 
 # Before any seek has been measured, a gap longer than this is worth a seek.
 INITIAL_SEEK_GAP_S = 1.0
@@ -28,16 +28,16 @@ INITIAL_SEEK_GAP_S = 1.0
 SKIP_GUARD_FRAMES = 2
 
 
-class Sampler:
+class FramePicker:
     """One forward pass over a stream that picks a frame for each time."""
 
-    def __init__(self, decoder: Decoder, info: VideoInfo, *, height: int, width: int) -> None:
-        self.decoder = decoder
+    def __init__(self, cursor: PacketCursor, info: VideoInfo, *, height: int, width: int) -> None:
+        self.cursor = cursor
         self.info = info
         self.height = height
         self.width = width
         self.seek_cost_s = INITIAL_SEEK_GAP_S
-        self.can_seek = decoder.stream.time_base is not None
+        self.can_seek = cursor.stream.time_base is not None
         self._converted: tuple[av.VideoFrame, npt.NDArray[np.uint8]] | None = None
         # One scaler for all frames: a frame's own would set up swscale every time.
         self._scaler = av.video.reformatter.VideoReformatter()
@@ -71,7 +71,7 @@ class Sampler:
         ``next_lo`` is where the next time's window opens (``inf``: none follows).
         """
         if not self._settled(t, lo):
-            self.decoder.skip_before(lo - SKIP_GUARD_FRAMES / self.info.fps)
+            self.cursor.skip_before(lo - SKIP_GUARD_FRAMES / self.info.fps)
             if self._should_seek(lo):
                 # To the keyframe before the centre: the nearest on that side.
                 self._seek(t, need=lo, window_end=hi, next_lo=next_lo)
@@ -100,16 +100,16 @@ class Sampler:
         """Go straight to a keyframe in the window when that beats decoding up to it."""
         if self._next is not None and self._time_of(self._next) >= lo:
             return  # the next frame is already in the window
-        keyframe = self.decoder.keyframe_ahead(lo, t, hi)
+        keyframe = self.cursor.keyframe_ahead(lo, t, hi)
         if keyframe is not None and keyframe.worth_it:
-            self.decoder.jump(keyframe)
+            self.cursor.jump(keyframe)
             self._forget()
 
     # -- decoder cursor -------------------------------------------------------
 
     def _peek(self) -> av.VideoFrame | None:
         if self._next is None:
-            self._next = self.decoder.next_frame()
+            self._next = self.cursor.next_frame()
         return self._next
 
     def _advance(self) -> None:
@@ -143,12 +143,12 @@ class Sampler:
         nothing after it is needed and it is decoded alone.
         """
         here = self._prev_time
-        moved = self.decoder.seek(target)
+        moved = self.cursor.seek(target)
         self._forget()
         if not moved:  # the file cannot seek: the decoder is back at the start
             self.can_seek = False
             return
-        key = self.decoder.upcoming_keyframe()
+        key = self.cursor.upcoming_keyframe()
         alone = (
             key is not None
             and need < target
@@ -157,12 +157,12 @@ class Sampler:
             and next_lo - key > self.seek_cost_s
         )
         if alone:
-            self._next = self.decoder.keyframe_alone()
+            self._next = self.cursor.keyframe_alone()
         landed = self._peek()
         if landed is None or self._time_of(landed) > target + 1.0 / self.info.fps:
             # The index lied (or there is none): decode from the start from now on.
             self.can_seek = False
-            self.decoder.restart()
+            self.cursor.restart()
             self._forget()
             return
         landed_t = self._time_of(landed)

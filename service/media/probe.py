@@ -20,7 +20,7 @@ import av.logging
 import av.stream
 import av.video
 
-from service.errors import (
+from service.core.errors import (
     FrameTooLargeError,
     LimitExceededError,
     NotAVideoError,

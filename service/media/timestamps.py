@@ -46,6 +46,19 @@ def window_centres(bounds: FloatArray, count: int) -> FloatArray:
     return np.stack([segment_centres(end - start, count, start_s=start) for start, end in bounds])
 
 
+def effective_window(duration_s: float, window_s: float, max_segments: int) -> float:
+    """``window_s``, stretched so that at most ``max_segments`` windows cover the video."""
+    return max(window_s, duration_s / max_segments)
+
+
+def segment_windows(
+    duration_s: float, window_s: float, max_segments: int, *, start_s: float = 0.0
+) -> FloatArray:
+    """``(W, 2)`` consecutive ``[start, end)`` windows covering the whole video."""
+    window = effective_window(duration_s, window_s, max_segments)
+    return window_bounds(duration_s, window, start_s=start_s)
+
+
 def jittered_indices(
     num_available: int, count: int, rng: np.random.Generator, *, spread: float = 0.5
 ) -> npt.NDArray[np.int64]:

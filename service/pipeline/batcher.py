@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from service.errors import DrainingError, InternalError, OverloadedError, VidlstmError
-from service.metrics import Metrics
+from service.core.errors import DrainingError, InternalError, OverloadedError, VidlstmError
+from service.core.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Decode & sample in a pool of worker processes, behind ``await decoder.decode(path, job)``.
+"""Decode & sample in a pool of worker processes, behind ``await pool.decode(path, job)``.
 
 A decoder is native code fed with strangers' files: it may crash, hang or eat
 memory. Each decode runs in a pebble worker process with a time limit, so a
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import multiprocessing
 import os
@@ -21,15 +20,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError as FutureCancelledError
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
 from pebble import ProcessExpired, ProcessPool
 
-from service.decode import EXACT, DecodeMode, decode_at, decode_clip
-from service.errors import (
+from service.core.errors import (
     DecodeFailedError,
     DecoderCrashedError,
     DecodeTimeoutError,
@@ -37,110 +32,26 @@ from service.errors import (
     OverloadedError,
     VidlstmError,
 )
-from service.sampling import FloatArray, segment_centres, window_bounds, window_centres
-from service.video import Limits, VideoInfo
+from service.media.decode_job import DecodedVideo, DecodeJob, decode_job
 
 log = logging.getLogger(__name__)
 
-Hook = Callable[[str], None]
-_hook: Hook | None = None  # set in each worker by _init_worker
+# Tests only: called with the upload's path in the worker before each decode.
+# A module-level function, pickled by reference into the spawned workers.
+DecodeHook = Callable[[str], None]
+_hook: DecodeHook | None = None  # set in each worker by _init_worker
 # A worker is replaced after this many decodes. Decoders' memory creeps up with
-# the mix of sizes and codecs they see (allocator fragmentation, codec pools):
-# +18% in 10 min of mixed traffic without this (bench/soak.py). A new worker
-# costs ~0.2 s of CPU: 1% of a worker's time at 20 ms per decode.
+# the mix of sizes and codecs they see (allocator fragmentation, codec pools;
+# bench/README.md, soak). A new worker's start-up is small beside 1000 decodes.
 RECYCLE_AFTER_DECODES = 1000
 # Decoders yield the CPU to the server process (see _init_worker).
 WORKER_NICENESS = 10
 
 
-@dataclass(frozen=True, slots=True)
-class DecodeJob:
-    """What to sample from one video: the model's geometry, the limits, the windows."""
-
-    num_frames: int
-    height: int
-    width: int
-    limits: Limits
-    window_s: float | None = None  # None: the whole video only
-    max_segments: int = 1
-    mode: DecodeMode = EXACT  # how near its time each frame must be; what may be skipped
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedVideo:
-    """The whole-video clip and, with segments, one clip per window."""
-
-    info: VideoInfo
-    clip: npt.NDArray[np.uint8]  # (T, H, W, 3)
-    windows: FloatArray  # (W, 2) [start, end) seconds; (0, 2) without segments
-    window_clips: npt.NDArray[np.uint8]  # (W, T, H, W, 3)
-    decoded_frames: int
-    window_s: float | None = None  # the window length used, with segments
-
-
-def effective_window(duration_s: float, window_s: float, max_segments: int) -> float:
-    """``window_s``, stretched so that at most ``max_segments`` windows cover the video."""
-    return max(window_s, duration_s / max_segments)
-
-
-def segment_windows(info: VideoInfo, window_s: float, max_segments: int) -> FloatArray:
-    """``(W, 2)`` consecutive ``[start, end)`` windows covering the whole video."""
-    window = effective_window(info.duration_s, window_s, max_segments)
-    return window_bounds(info.duration_s, window, start_s=info.start_s)
-
-
-def decode_job(path: str, job: DecodeJob) -> DecodedVideo:
-    """Decode & sample (runs in a worker): one pass for the whole video and all its windows."""
+def _decode_in_worker(path: str, job: DecodeJob) -> DecodedVideo:
     if _hook is not None:
         _hook(path)
-    t, h, w, mode = job.num_frames, job.height, job.width, job.mode
-    if job.window_s is None:
-        clip = decode_clip(
-            path,
-            num_frames=t,
-            limits=job.limits,
-            height=h,
-            width=w,
-            tolerance=mode.tolerance,
-            skip_nonref=mode.skip_nonref,
-            skip_loop_filter=mode.skip_loop_filter,
-        )
-        windows, window = np.empty((0, 2), dtype=np.float64), None
-    else:
-        window_s, max_segments = job.window_s, job.max_segments
-
-        def times(info: VideoInfo) -> FloatArray:
-            whole = segment_centres(info.duration_s, t, start_s=info.start_s)
-            bounds = segment_windows(info, window_s, max_segments)
-            return np.concatenate([whole, window_centres(bounds, t).ravel()])
-
-        def units(info: VideoInfo) -> FloatArray:
-            # Tolerance is a fraction of each time's own segment: the whole video's or a window's.
-            bounds = segment_windows(info, window_s, max_segments)
-            whole = np.full(t, info.duration_s / t)
-            return np.concatenate([whole, np.repeat((bounds[:, 1] - bounds[:, 0]) / t, t)])
-
-        clip = decode_at(
-            path,
-            times,
-            limits=job.limits,
-            height=h,
-            width=w,
-            tolerance=mode.tolerance,
-            tolerance_unit=units,
-            skip_nonref=mode.skip_nonref,
-            skip_loop_filter=mode.skip_loop_filter,
-        )
-        windows = segment_windows(clip.info, window_s, max_segments)
-        window = effective_window(clip.info.duration_s, window_s, max_segments)
-    return DecodedVideo(
-        info=clip.info,
-        clip=clip.frames[:t],
-        windows=windows,
-        window_clips=clip.frames[t:].reshape(len(windows), t, h, w, 3),
-        decoded_frames=clip.decoded_frames,
-        window_s=window,
-    )
+    return decode_job(path, job)
 
 
 def ping() -> bool:
@@ -148,7 +59,7 @@ def ping() -> bool:
     return True
 
 
-def _init_worker(hook: str | None) -> None:
+def _init_worker(hook: DecodeHook | None) -> None:
     global _hook  # noqa: PLW0603 - per-process state set once by pebble's initializer
     # Ctrl-C reaches the whole process group; the parent drains and stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -160,9 +71,7 @@ def _init_worker(hook: str | None) -> None:
     # 503, answering) and inference must still get a core the moment they need one.
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
-    if hook:
-        module, _, name = hook.partition(":")
-        _hook = getattr(importlib.import_module(module), name)
+    _hook = hook
 
 
 class DecodePool:
@@ -173,7 +82,7 @@ class DecodePool:
         *,
         workers: int,
         timeout_s: float,
-        hook: str | None = None,
+        hook: DecodeHook | None = None,
         on_restart: Callable[[str], None] = lambda cause: None,
         max_wait_s: float | None = None,
         queue_per_worker: int | None = None,
@@ -245,7 +154,7 @@ class DecodePool:
     async def _decode(self, path: Path, job: DecodeJob) -> tuple[DecodedVideo, float]:
         start = time.perf_counter()
         future = self._running_pool().schedule(
-            decode_job, args=(str(path), job), timeout=self.timeout_s
+            _decode_in_worker, args=(str(path), job), timeout=self.timeout_s
         )
         try:
             decoded: DecodedVideo = await asyncio.wrap_future(future)

@@ -1,6 +1,6 @@
 """The ONNX model: its session, the execution provider in use, and the metadata contract.
 
-The file is the contract (see DESIGN.md): input ``frames`` ``(B, T, H, W, 3) uint8``,
+The file is the contract (docs/design.md): input ``frames`` ``(B, T, H, W, 3) uint8``,
 output ``probabilities`` ``(B, C) float32``, and ``vidlstm.*`` metadata_props giving
 labels, geometry, sampling policy, name, version, data fingerprint, metrics and
 creation time. :func:`load_model` checks all of it and says clearly what is wrong.
@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from service.errors import InternalError, StartupError
-from service.sampling import SAMPLING_POLICY
+from service.core.errors import InternalError, StartupError
+from service.media.timestamps import SAMPLING_POLICY
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def load_model(
     """Open and check ``path``; GPU providers are used only if they really load.
 
     ``cuda_tf32`` lets the CUDA provider compute float32 products in TF32 (faster,
-    ~1e-3 off the CPU's probabilities); by default it keeps full float32.
+    further off the CPU's probabilities); by default it keeps full float32.
     """
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")

@@ -21,11 +21,10 @@ from bench import floor
 from bench.__main__ import DEFAULT_GEOMETRY
 from bench.client import Upload, run_raw
 from bench.servers import python_path
-from model_export.pipeline import RunConfig
-from service.model import Model, load_model
-from tests.serving import Served
-
-REPO = Path(__file__).resolve().parents[1]
+from model_export.config import RunConfig
+from service.pipeline.inference import Model, load_model
+from tests.support import REPO
+from tests.support.serving import Served
 
 pytestmark = pytest.mark.slow
 

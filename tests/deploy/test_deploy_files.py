@@ -30,8 +30,8 @@ from deploy.nginx.render import (
     render,
     substitute,
 )
-from service.settings import Settings
-from tests.lb import REPO, find_nginx
+from service.core.settings import Settings
+from tests.support.lb import REPO, find_nginx
 
 DOCKERFILE = REPO / "Dockerfile"
 COMPOSE = REPO / "deploy" / "compose.yaml"

@@ -29,9 +29,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.nginx.render import NginxConfig
-from tests.faults import DELAY_ENV
-from tests.lb import Nginx, Replica, find_nginx, free_port
-from tests.media import noise_frames, write_video
+from tests.support.faults import DELAY_ENV
+from tests.support.lb import Nginx, Replica, find_nginx, free_port
+from tests.support.media import noise_frames, write_video
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ REPLICA_SETTINGS = {
     "VIDLSTM_DRAIN_TIMEOUT_S": "10",
     # Tiny videos decode in milliseconds: holding each decode a little makes
     # "requests in flight when a replica stops" certain rather than lucky.
-    "VIDLSTM_DEBUG_DECODE_HOOK": "tests.faults:inject",
     DELAY_ENV: "0.25",
     "VIDLSTM_LOG_LEVEL": "warning",
 }
@@ -97,7 +96,14 @@ def replicas(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "VIDLSTM_TEMP_DIR": str(folder),
     }
     pair = [
-        Replica(name, port=free_port(), settings=settings, log_dir=folder) for name in ("a", "b")
+        Replica(
+            name,
+            port=free_port(),
+            settings=settings,
+            log_dir=folder,
+            module="tests.support.faulty_service",
+        )
+        for name in ("a", "b")
     ]
     try:
         for replica in pair:  # both start at once, then both are awaited

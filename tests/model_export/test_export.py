@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from model_export import export as export_mod
+from model_export.data.synth import LABELS
 from model_export.export import ExportError, ModelMetadata, export_onnx, read_metadata
-from model_export.model import RGB_MEAN, RGB_STD, ModelConfig, Normalize, build_model
-from model_export.synth import LABELS
+from model_export.nets.classifier import RGB_MEAN, RGB_STD, ModelConfig, Normalize, build_model
 from model_export.tiny import build_tiny_model
 
 META_KEYS = {
@@ -67,6 +67,16 @@ def test_every_metadata_key(tiny_model: Path) -> None:
     assert meta["sampling"] == "tsn-centre"
     assert "test_accuracy" in json.loads(meta["metrics"])
     assert datetime.fromisoformat(meta["created"]).utcoffset() is not None
+
+
+def test_same_seed_and_source_date_epoch_give_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    first = build_tiny_model(tmp_path / "a.onnx")
+    second = build_tiny_model(tmp_path / "b.onnx")
+    assert read_metadata(first)["created"] == "2023-11-14T22:13:20+00:00"
+    assert first.read_bytes() == second.read_bytes()
 
 
 @pytest.mark.parametrize(("batch", "time"), [(1, 8), (3, 5), (8, 16)])

@@ -10,9 +10,9 @@ import onnxruntime as ort
 import pytest
 
 from model_export.cli import main
+from model_export.evaluation.scores import accuracy_interval
 from model_export.export import read_metadata
-from model_export.metrics import accuracy_interval
-from tests.media import moving_square_frames, write_video
+from tests.support.media import moving_square_frames, write_video
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from model_export.augment import augment_batch, default_config
-from model_export.model import ModelConfig, build_model, count_parameters
-from model_export.svm import extract_features, fit_svm, predict
+from model_export.data.augment import augment_batch, default_config
+from model_export.evaluation.svm import extract_features, fit_svm, predict
+from model_export.nets.classifier import ModelConfig, build_model, count_parameters
 from model_export.train import TrainConfig, evaluate, fit, seed_everything
 
 T, S = 4, 16
@@ -83,19 +83,29 @@ def test_early_stopping_keeps_the_best_weights() -> None:
     assert evaluate(model, *val).accuracy == pytest.approx(best)
 
 
-def test_mean_pool_baseline_and_svm_share_the_encoder() -> None:
-    lstm = build_model(_tiny("lstm"))
-    mean_pool = build_model(_tiny("mean_pool"))
+def test_baselines_see_no_order_and_the_svm_reads_the_lstm_encoder() -> None:
+    """The SVM's features are the LSTM model's own frame features averaged over time;
+    neither baseline can tell a clip from its frames in another order."""
+    lstm = build_model(_tiny("lstm")).eval()
+    mean_pool = build_model(_tiny("mean_pool")).eval()
     assert mean_pool.lstm is None
     assert count_parameters(mean_pool) < count_parameters(lstm)
     clips, targets = _clips(12, 2)
     serving = np.ascontiguousarray(clips[:, 1::3])
+    reordered = np.ascontiguousarray(serving[:, ::-1])
+
     features = extract_features(lstm, serving)
+    with torch.no_grad():
+        pooled = lstm.frame_features(torch.from_numpy(serving)).mean(dim=1).numpy()
+        probs = mean_pool(torch.from_numpy(serving))
+        probs_reordered = mean_pool(torch.from_numpy(reordered))
     assert features.shape == (12, lstm.encoder.feature_dim)
+    np.testing.assert_allclose(features, pooled, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(extract_features(lstm, reordered), features, rtol=1e-4, atol=1e-5)
     svm = fit_svm(features, targets)
     assert predict(svm, features).shape == (12,)
-    probs = mean_pool.eval()(torch.from_numpy(serving))
     torch.testing.assert_close(probs.sum(1), torch.ones(12))
+    torch.testing.assert_close(probs_reordered, probs, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])

@@ -20,12 +20,12 @@ import numpy.typing as npt
 import pytest
 
 from service.app import create_app
-from service.errors import PROBLEM_BASE
-from service.model import Model, load_model
-from tests import faults
+from service.core.errors import PROBLEM_BASE
+from service.pipeline.inference import Model, load_model
 from tests.conftest import MakeSettings, make_test_settings
-from tests.media import write_video
-from tests.serving import Served, serve_in_thread
+from tests.support import faults
+from tests.support.media import write_video
+from tests.support.serving import Served, serve_in_thread
 
 RAW = {"Content-Type": "video/mp4"}
 DECODE_TIMEOUT_S = 2.0
@@ -124,10 +124,9 @@ def hooked(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         tmp_path_factory.mktemp("faults-spool"),
         decode_workers=1,
         decode_timeout_s=DECODE_TIMEOUT_S,
-        debug_decode_hook="tests.faults:inject",
         max_decode_wait_s=0.0,  # admit a decode only when the worker is free
     )
-    with serve_in_thread(create_app(settings)) as served:
+    with serve_in_thread(create_app(settings, decode_hook=faults.inject)) as served:
         yield served
 
 
@@ -147,12 +146,12 @@ def test_client_gone_while_decoding_leaves_nothing_stuck(hooked: Served, mp4: Pa
     )
     with socket.create_connection(("127.0.0.1", hooked.port)) as sock:
         sock.sendall(head.encode() + body)
-        _wait_for(lambda: runtime.decoder.pending == 1, 10, "the decode did not start")
+        _wait_for(lambda: runtime.decode_pool.pending == 1, 10, "the decode did not start")
     # The client is gone; the decode runs into its time limit and the worker is replaced.
     _wait_for(lambda: runtime.lifecycle.in_flight == 0, DECODE_TIMEOUT_S + 10, "request stuck")
 
     assert list(runtime.spool.path.iterdir()) == []
-    assert runtime.decoder.pending == 0
+    assert runtime.decode_pool.pending == 0
     response = httpx.post(f"{hooked.base_url}/classify", content=mp4.read_bytes(), headers=RAW)
     assert response.status_code == 200
 
@@ -167,7 +166,7 @@ def test_busy_decoders_answer_503_before_reading_the_upload(hooked: Served, mp4:
         target=lambda: hung.append(httpx.post(f"{url}/classify", content=body, headers=RAW))
     )
     hanging.start()
-    _wait_for(lambda: runtime.decoder.pending == 1, 10, "the decode was not admitted")
+    _wait_for(lambda: runtime.decode_pool.pending == 1, 10, "the decode was not admitted")
 
     # A declared 1 MiB body, none of it sent: the answer must come anyway, at once.
     head = (

@@ -13,9 +13,9 @@ import numpy.typing as npt
 import torch
 
 from model_export.export import ModelMetadata, export_onnx
-from model_export.model import ModelConfig, build_model
+from model_export.nets.classifier import ModelConfig, build_model
 from model_export.tiny import train_steps
-from tests.media import Frames
+from tests.support.media import Frames
 
 LABELS = ("move_left", "move_right")
 NUM_FRAMES, SIZE = 8, 32
@@ -26,7 +26,7 @@ def direction_clip(rng: np.random.Generator, direction: int) -> Frames:
     """``(T, 32, 32, 3) uint8``: a square crossing part of the frame, as the decoder sees it.
 
     Rendered straight at 32x32 with the square's edges area-weighted, which is
-    close to what swscale makes of ``tests.media.moving_square_frames``.
+    close to what swscale makes of ``tests.support.media.moving_square_frames``.
     """
     span = SOURCE_W - SQUARE
     a, b = sorted(rng.uniform(0, span, size=2))

@@ -1,4 +1,6 @@
-"""Fault injection for the decode workers (``VIDLSTM_DEBUG_DECODE_HOOK=tests.faults:inject``).
+"""Fault injection for the decode workers: ``create_app(..., decode_hook=inject)``.
+
+``python -m tests.support.faulty_service`` serves with it in a process of its own.
 
 The hook runs in the worker before each decode and acts on a marker at the
 start of the uploaded file, so a test chooses the fault by what it uploads.

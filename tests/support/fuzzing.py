@@ -18,7 +18,7 @@ from typing import Literal
 
 from hypothesis import strategies as st
 
-from tests.hostile import VPX, X264, encode, square
+from tests.support.hostile import VPX, X264, encode, square
 
 # 32-bit values that break length arithmetic: zero, one, off-by-one around
 # powers of two, sign boundaries, all ones.

@@ -23,7 +23,7 @@ import httpx
 
 from deploy.nginx.render import NginxConfig, write_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 
@@ -124,13 +124,21 @@ class Process:
 
 
 class Replica(Process):
-    """``python -m service`` on 127.0.0.1:``port``."""
+    """``python -m MODULE`` (the service, or a test's variant of it) on 127.0.0.1:``port``."""
 
-    def __init__(self, name: str, *, port: int, settings: Mapping[str, str], log_dir: Path):
+    def __init__(
+        self,
+        name: str,
+        *,
+        port: int,
+        settings: Mapping[str, str],
+        log_dir: Path,
+        module: str = "service",
+    ):
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIDLSTM_")}
         env.update(settings)
         env.update(VIDLSTM_HOST="127.0.0.1", VIDLSTM_PORT=str(port))
-        super().__init__([sys.executable, "-m", "service"], log=log_dir / f"{name}.log", env=env)
+        super().__init__([sys.executable, "-m", module], log=log_dir / f"{name}.log", env=env)
         self.name = name
         self.port = port
 

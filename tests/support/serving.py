@@ -16,7 +16,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from service.runtime import Runtime
+from service.core.runtime import Runtime
 from service.server import uvicorn_config
 
 T = TypeVar("T")

@@ -7,8 +7,8 @@ Stages: ``scene`` (draw parameters) -> ``render`` (frames) -> ``encode`` (file),
 driven by ``generate`` (splits, workers, manifest).
 """
 
-from model_export.synth.generate import generate
-from model_export.synth.render import Rendering, render_video
-from model_export.synth.scene import LABELS, Scene, sample_scene
+from model_export.data.synth.generate import generate
+from model_export.data.synth.render import Rendering, render_video
+from model_export.data.synth.scene import LABELS, Scene, sample_scene
 
 __all__ = ["LABELS", "Rendering", "Scene", "generate", "render_video", "sample_scene"]

@@ -1,6 +1,6 @@
-"""``python -m model_export.synth``: write the synthetic data set."""
+"""``python -m model_export.data.synth``: write the synthetic data set."""
 
-from model_export.synth.cli import main
+from model_export.data.synth.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from model_export.synth.texture import RGB, texture
+from model_export.data.synth.texture import RGB, texture
 
 # Background kind -> the fill it uses; "uniform" is a plain colour, "clutter" adds shapes.
 _FILL = {

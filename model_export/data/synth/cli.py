@@ -1,4 +1,4 @@
-"""Command line: ``python -m model_export.synth --out data/synthetic --seed 0``."""
+"""Command line: ``python -m model_export.data.synth --out data/synthetic --seed 0``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from model_export.synth.generate import generate
-from model_export.synth.style import STYLES
+from model_export.data.synth.generate import generate
+from model_export.data.synth.style import STYLES
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model_export.synth", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m model_export.data.synth", description=__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from model_export.synth.encode import write_video
-from model_export.synth.render import iter_frames
-from model_export.synth.scene import LABELS, sample_scene
-from model_export.synth.style import STYLES, get_style
+from model_export.data.synth.encode import write_video
+from model_export.data.synth.render import iter_frames
+from model_export.data.synth.scene import LABELS, sample_scene
+from model_export.data.synth.style import STYLES, get_style
 
 logger = logging.getLogger(__name__)
 

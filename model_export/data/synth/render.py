@@ -19,10 +19,10 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from model_export.synth.background import background
-from model_export.synth.scene import NOISE_PAD, VIEW_KINDS, Scene
-from model_export.synth.sprite import Patch, Sprite, build_sprite, place
-from model_export.synth.track import on_screen
+from model_export.data.synth.background import background
+from model_export.data.synth.scene import NOISE_PAD, VIEW_KINDS, Scene
+from model_export.data.synth.sprite import Patch, Sprite, build_sprite, place
+from model_export.data.synth.track import on_screen
 
 Pixels = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]

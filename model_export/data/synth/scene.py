@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from model_export.synth.encode import CODECS, Encoding, sample_encoding
-from model_export.synth.shape import SYMMETRIC
-from model_export.synth.sprite import SpriteSpec
-from model_export.synth.style import Style, get_style
-from model_export.synth.texture import RGB
-from model_export.synth.track import VIEW_MOTIONS, Track, flicker, on_screen, sample_motion, shake
+from model_export.data.synth.encode import CODECS, Encoding, sample_encoding
+from model_export.data.synth.shape import SYMMETRIC
+from model_export.data.synth.sprite import SpriteSpec
+from model_export.data.synth.style import Style, get_style
+from model_export.data.synth.texture import RGB
+from model_export.data.synth.track import VIEW_MOTIONS, Track, flicker, on_screen, sample_motion, shake
 
 FloatArray = npt.NDArray[np.float64]
 

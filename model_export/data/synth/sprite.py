@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw
 
-from model_export.synth.shape import shape_mask
-from model_export.synth.texture import RGB, texture
+from model_export.data.synth.shape import shape_mask
+from model_export.data.synth.texture import RGB, texture
 
 # Largest supersampled canvas side: bounds the one-off drawing cost of big sprites.
 _MAX_MASTER_SIDE = 1024

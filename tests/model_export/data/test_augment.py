@@ -12,15 +12,15 @@ import numpy.typing as npt
 import pytest
 import torch
 
-from model_export.augment import (
+from model_export.data.augment import (
     AugmentConfig,
     augment_batch,
     default_config,
     label_permutation,
     temporal_jitter,
 )
-from model_export.synth import LABELS
-from tests.media import moving_square_frames
+from model_export.data.synth import LABELS
+from tests.support.media import moving_square_frames
 
 T, SIZE = 8, 64
 Frames = npt.NDArray[np.uint8]

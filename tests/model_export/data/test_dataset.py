@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_export import dataset as dataset_mod
-from model_export.dataset import load_dataset, serving_frames, stratified_split
-from service.decode import decode_clip
-from tests.media import moving_square_frames, write_video
+from model_export.data import cache as cache_mod
+from model_export.data.dataset import load_dataset, serving_frames
+from model_export.data.split import stratified_split
+from service.media.clip import decode_clip
+from tests.support.media import moving_square_frames, write_video
 
 T, H, W = 4, 24, 32
 
@@ -96,7 +97,7 @@ def test_cache_is_reused_and_invalidated(
         raise AssertionError("decoded again although the cache is valid")
 
     with monkeypatch.context() as m:
-        m.setattr(dataset_mod, "_decode_all", no_decoding)
+        m.setattr(cache_mod, "_decode_all", no_decoding)
         second = load_dataset(
             folder, num_frames=T, height=H, width=W, cache_dir=tmp_path, workers=1, seed=1
         )

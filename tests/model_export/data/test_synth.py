@@ -14,13 +14,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from model_export.synth import LABELS, Rendering, generate, render_video, sample_scene
-from model_export.synth.cli import main
-from model_export.synth.encode import CODECS
-from model_export.synth.generate import split_counts
-from model_export.synth.scene import AXES, Scene
-from model_export.synth.sprite import SpriteSpec
-from model_export.synth.track import Track
+from model_export.data.synth import LABELS, Rendering, generate, render_video, sample_scene
+from model_export.data.synth.cli import main
+from model_export.data.synth.encode import CODECS
+from model_export.data.synth.generate import split_counts
+from model_export.data.synth.scene import AXES, Scene
+from model_export.data.synth.sprite import SpriteSpec
+from model_export.data.synth.track import Track
 
 PAIRS = (
     ("move_right", "move_left"),

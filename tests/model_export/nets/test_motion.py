@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from model_export.model import ModelConfig, build_model
-from model_export.motion import ChangeMoments, FlowField, Fovea, FrameMotion
+from model_export.nets.classifier import ModelConfig, build_model
+from model_export.nets.motion import ChangeMoments, FlowField, Fovea, FrameMotion
 
 N = 32  # frame side
 

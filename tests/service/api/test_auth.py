@@ -16,13 +16,13 @@ import pytest
 from pydantic import ValidationError
 from starlette.datastructures import Headers
 
-from service import auth
+from service.api import auth
 from service.app import create_app
-from service.errors import PROBLEM_BASE, UnauthorizedError
-from service.settings import Settings
+from service.core.errors import PROBLEM_BASE, UnauthorizedError
+from service.core.settings import Settings
 from tests.conftest import MakeSettings
-from tests.observe import REPO, run_service
-from tests.serving import asgi_client
+from tests.support.observe import REPO, run_service
+from tests.support.serving import asgi_client
 
 ENV_KEY = "env-key-7f3a9c51d2e84b60"
 FILE_KEY = "file-key-0b8e4d2c7a9f1356"
@@ -65,9 +65,10 @@ def test_a_bad_keys_file_stops_start_up(tmp_path: Path, content: str | None, mes
 
 
 async def test_either_header_with_either_key_source(
-    make_settings: MakeSettings, keys_file: Path
+    make_settings: MakeSettings, keys_file: Path, mp4: Path
 ) -> None:
     app = create_app(make_settings(api_keys=ENV_KEY, api_keys_file=keys_file))
+    video = {"Content-Type": "video/mp4"}
     async with asgi_client(app) as client:
         statuses = [
             (await client.get("/model", headers=headers)).status_code
@@ -78,7 +79,12 @@ async def test_either_header_with_either_key_source(
                 {"X-API-Key": ENV_KEY},
             )
         ]
+        keyed = await client.post(
+            "/classify", content=mp4.read_bytes(), headers={**video, "X-API-Key": FILE_KEY}
+        )
+        keyless = await client.post("/classify", content=mp4.read_bytes(), headers=video)
     assert statuses == [200] * 4
+    assert (keyed.status_code, keyless.status_code) == (200, 401)
 
 
 async def test_every_refusal_is_the_same_401(make_settings: MakeSettings) -> None:

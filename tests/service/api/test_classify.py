@@ -10,9 +10,9 @@ import pytest
 
 from service.app import create_app
 from tests.conftest import make_test_settings
-from tests.direction_model import build_direction_model
-from tests.media import moving_square_frames, write_video
-from tests.serving import serve_in_thread
+from tests.support.direction_model import build_direction_model
+from tests.support.media import moving_square_frames, write_video
+from tests.support.serving import serve_in_thread
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.app import create_app
-from service.errors import VidlstmError
-from service.video import Limits
-from service.workers import DecodeJob, DecodePool
+from service.core.errors import VidlstmError
+from service.media.decode_job import DecodeJob
+from service.media.probe import Limits
+from service.pipeline.decode_pool import DecodePool
 from tests.conftest import make_test_settings
-from tests.fuzzing import container_fields, mutated, save_failure, seed_videos
-from tests.serving import Served, serve_in_thread
+from tests.support.fuzzing import container_fields, mutated, save_failure, seed_videos
+from tests.support.serving import Served, serve_in_thread
 
 FUZZ_FILES = int(os.environ.get("VIDLSTM_FUZZ_EXAMPLES", "5000"))
 HTTP_FILES = max(FUZZ_FILES // 8, 20)

@@ -3,7 +3,7 @@ expected answer, and afterwards the server is healthy and holds nothing more tha
 before (file descriptors of the server and of its decode workers, spooled files,
 worker memory).
 
-The cases live in :mod:`tests.hostile` (files, protocol, outcomes); the count by
+The cases live in :mod:`tests.support.hostile` (files, protocol, outcomes); the count by
 outcome is printed in the terminal summary.
 """
 
@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import hostile
-from tests.hostile import FILE_CASES, Expected, FileCase, ProtocolCase, Reply, Target
-from tests.observe import (
+from tests.support import hostile
+from tests.support.hostile import FILE_CASES, Expected, FileCase, ProtocolCase, Reply, Target
+from tests.support.observe import (
     Holdings,
     ServiceProcess,
     descendants,

@@ -18,9 +18,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from service.app import create_app
-from service.settings import Settings
+from service.core.settings import Settings
 from tests.conftest import make_test_settings
-from tests.serving import Served, serve_in_thread
+from tests.support.serving import Served, serve_in_thread
 
 EXAMPLES = int(os.environ.get("VIDLSTM_SCHEMA_EXAMPLES", "100"))
 # The document only: the app is not started, so the model file need not exist.

@@ -13,13 +13,13 @@ import httpx
 import numpy as np
 import pytest
 
-from service import upload
 from service.app import create_app
-from service.errors import PROBLEM_BASE
-from service.upload import SPOOL_PREFIX, Spool
+from service.core.errors import PROBLEM_BASE
+from service.pipeline import upload
+from service.pipeline.spool import SPOOL_PREFIX, Spool
 from tests.conftest import TEST_UPLOAD_CAP, MakeSettings
-from tests.media import write_audio, write_big_frame
-from tests.serving import Served, asgi_client, serve_in_thread
+from tests.support.media import write_audio, write_big_frame
+from tests.support.serving import Served, asgi_client, serve_in_thread
 
 PROBLEM = "application/problem+json"
 
@@ -302,7 +302,7 @@ async def test_internal_error_is_500_problem_without_internals(
         raise RuntimeError("database password is hunter2 at /secret/path")
 
     async with asgi_client(app) as client:
-        app.state.runtime.decoder.decode = broken
+        app.state.runtime.decode_pool.decode = broken
         response = await client.post(
             "/classify",
             content=mp4.read_bytes(),

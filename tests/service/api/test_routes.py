@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from model_export.synth import LABELS
-from service.errors import PROBLEM_BASE
-from tests.media import COMMON_FORMATS, H264_MP4, moving_square_frames, write_video
-from tests.serving import Served
+from model_export.data.synth import LABELS
+from service.core.errors import PROBLEM_BASE
+from tests.support.media import COMMON_FORMATS, H264_MP4, moving_square_frames, write_video
+from tests.support.serving import Served
 
 TINY_LABELS = list(LABELS)  # model_export.tiny's default: the synthetic classes
 FORMAT_CODECS = {

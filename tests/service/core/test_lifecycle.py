@@ -20,13 +20,15 @@ import numpy.typing as npt
 import pytest
 
 from service.app import create_app
-from service.errors import PROBLEM_BASE
-from service.model import Model, load_model
-from tests import faults
+from service.core.errors import PROBLEM_BASE
+from service.pipeline.inference import Model, load_model
 from tests.conftest import MakeSettings
-from tests.serving import serve_in_thread
+from tests.support import (
+    REPO,
+    faults,
+)
+from tests.support.serving import serve_in_thread
 
-REPO = Path(__file__).resolve().parents[1]
 RAW = {"Content-Type": "video/mp4"}
 
 
@@ -130,11 +132,10 @@ def service_process(
         "VIDLSTM_DECODE_WORKERS": "2",
         "VIDLSTM_INTRA_OP_THREADS": "1",
         "VIDLSTM_PROVIDERS": "cpu",
-        "VIDLSTM_DEBUG_DECODE_HOOK": "tests.faults:inject",
         faults.DELAY_ENV: "1.0",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service"],
+        [sys.executable, "-m", "tests.support.faulty_service"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -9,17 +9,17 @@ import av
 import numpy as np
 import pytest
 
-from service.decode import decode_at, decode_clip
-from service.errors import (
+from service.core.errors import (
     FrameTooLargeError,
     LimitExceededError,
     NotAVideoError,
     NoVideoStreamError,
     VideoError,
 )
-from service.sampling import segment_centres, window_bounds, window_centres
-from service.video import Limits
-from tests.media import (
+from service.media.clip import decode_at, decode_clip
+from service.media.probe import Limits
+from service.media.timestamps import segment_centres, window_bounds, window_centres
+from tests.support.media import (
     COMMON_FORMATS,
     FFV1_MKV,
     H264_MP4,

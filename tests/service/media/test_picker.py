@@ -15,14 +15,14 @@ import av
 import numpy as np
 import pytest
 
-from service import decode
-from service.decode import Clip, DecodeMode, decode_at, decode_clip
-from service.decoder import Decoder
-from service.errors import NotAVideoError
-from service.sampling import segment_centres
-from service.video import Limits, open_video
-from service.workers import DecodeJob, decode_job
-from tests.media import H264_MP4, MJPEG_AVI, write_video
+from service.core.errors import NotAVideoError
+from service.media import clip as decode
+from service.media.clip import Clip, DecodeMode, decode_at, decode_clip
+from service.media.cursor import PacketCursor
+from service.media.decode_job import DecodeJob, decode_job
+from service.media.probe import Limits, open_video
+from service.media.timestamps import segment_centres
+from tests.support.media import H264_MP4, MJPEG_AVI, write_video
 
 # Like camera and web files: B-frames (some not referenced) and the deblocking filter on.
 WEB_H264 = {"x264-params": "bframes=2:b-adapt=0:deblock=1:cabac=1:scenecut=0"}
@@ -165,28 +165,28 @@ def _long_web_video(tmp_path: Path) -> Path:
     return web_video(tmp_path, 1200, gop=25)
 
 
-def _record_decoders(monkeypatch: pytest.MonkeyPatch) -> list[Decoder]:
-    """Every Decoder made from now on, in order."""
-    decoders: list[Decoder] = []
-    init = Decoder.__init__
+def _record_cursors(monkeypatch: pytest.MonkeyPatch) -> list[PacketCursor]:
+    """Every PacketCursor made from now on, in order."""
+    decoders: list[PacketCursor] = []
+    init = PacketCursor.__init__
 
-    def recorded(self: Decoder, *args: Any, **kwargs: Any) -> None:
+    def recorded(self: PacketCursor, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
         decoders.append(self)
 
-    monkeypatch.setattr(Decoder, "__init__", recorded)
+    monkeypatch.setattr(PacketCursor, "__init__", recorded)
     return decoders
 
 
 def _without_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Decoder, "upcoming_keyframe", lambda self: None)
+    monkeypatch.setattr(PacketCursor, "upcoming_keyframe", lambda self: None)
 
 
 def test_seeks_decode_each_kept_keyframe_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _long_web_video(tmp_path)
-    decoders = _record_decoders(monkeypatch)
+    decoders = _record_cursors(monkeypatch)
     alone = decode_clip(path, num_frames=16, height=24, width=32, tolerance=0.5)
     _without_alone(monkeypatch)
     fed = decode_clip(path, num_frames=16, height=24, width=32, tolerance=0.5)
@@ -207,7 +207,7 @@ def test_a_cursor_decoding_on_after_a_lone_keyframe_seeks_back(tmp_path: Path) -
     def frames_after_seek(alone: bool) -> list[tuple[float, bytes]]:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            decoder = Decoder(container, stream, Limits())
+            decoder = PacketCursor(container, stream, Limits())
             assert decoder.seek(10.0)
             first = decoder.keyframe_alone() if alone else decoder.next_frame()
             out = [first]
@@ -225,8 +225,8 @@ def test_a_cursor_decoding_on_after_a_lone_keyframe_seeks_back(tmp_path: Path) -
 
 def _halves_and_whole(
     path: Path, monkeypatch: pytest.MonkeyPatch, **mode: Any
-) -> tuple[Clip, Clip, list[Decoder]]:
-    decoders = _record_decoders(monkeypatch)
+) -> tuple[Clip, Clip, list[PacketCursor]]:
+    decoders = _record_cursors(monkeypatch)
     monkeypatch.setattr(decode, "SPLIT_MIN_DURATION_S", 30.0)
     halves = decode_clip(path, num_frames=16, height=24, width=32, **mode)
     monkeypatch.setattr(decode, "SPLIT_MIN_DURATION_S", np.inf)
@@ -255,7 +255,7 @@ def test_a_short_video_or_a_file_object_is_sampled_in_one_pass(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     short = web_video(tmp_path, 250, gop=12)  # 10 s
-    decoders = _record_decoders(monkeypatch)
+    decoders = _record_cursors(monkeypatch)
     monkeypatch.setattr(decode, "SPLIT_MIN_DURATION_S", 30.0)
     decode_clip(short, num_frames=16, height=24, width=32)
     with _long_web_video(tmp_path).open("rb") as file:

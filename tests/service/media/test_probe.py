@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from service.decode import decode_clip
-from service.errors import FrameTooLargeError
-from tests import hostile
-from tests.observe import REPO
+from service.core.errors import FrameTooLargeError
+from service.media.clip import decode_clip
+from tests.support import hostile
+from tests.support.observe import REPO
 
 # What a decode may peak at here (PyAV, numpy, tiny frames: ~60 MB), below the
 # ~140 MB an 8192x4320 H.264 frame or the ~600 MB a 14000x14000 PNG costs decoded.
@@ -47,8 +47,8 @@ def test_no_oversized_frame_is_ever_decoded(bombs: dict[str, Path]) -> None:
     script = """
 import json, sys
 from pathlib import Path
-from service.decode import decode_clip
-from service.errors import VidlstmError
+from service.media.clip import decode_clip
+from service.core.errors import VidlstmError
 outcomes = {}
 for path in sys.argv[1:]:
     try:

@@ -14,12 +14,12 @@ import numpy.typing as npt
 import pytest
 
 from service.app import create_app
-from service.batcher import Batcher
-from service.errors import PROBLEM_BASE, DrainingError, InternalError, OverloadedError
-from service.metrics import Metrics
-from service.model import load_model
+from service.core.errors import PROBLEM_BASE, DrainingError, InternalError, OverloadedError
+from service.core.metrics import Metrics
+from service.pipeline.batcher import Batcher
+from service.pipeline.inference import load_model
 from tests.conftest import MakeSettings
-from tests.serving import serve_in_thread
+from tests.support.serving import serve_in_thread
 
 SHAPE = (2, 4, 4, 3)
 Frames = npt.NDArray[np.uint8]

@@ -14,12 +14,14 @@ import httpx
 import pytest
 
 from service.app import create_app
-from service.errors import PROBLEM_BASE
-from service.video import Limits
-from service.workers import DecodeJob, DecodePool
-from tests import faults
+from service.core.errors import PROBLEM_BASE
+from service.core.settings import Settings
+from service.media.decode_job import DecodeJob
+from service.media.probe import Limits
+from service.pipeline.decode_pool import DecodePool
 from tests.conftest import MakeSettings, make_test_settings
-from tests.serving import Served, serve_in_thread
+from tests.support import faults
+from tests.support.serving import Served, serve_in_thread
 
 DECODE_TIMEOUT_S = 2.0
 
@@ -31,9 +33,8 @@ def faulty(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         tmp_path_factory.mktemp("spool"),
         decode_workers=2,
         decode_timeout_s=DECODE_TIMEOUT_S,
-        debug_decode_hook="tests.faults:inject",
     )
-    with serve_in_thread(create_app(settings)) as served:
+    with serve_in_thread(create_app(settings, decode_hook=faults.inject)) as served:
         yield served
 
 
@@ -103,8 +104,10 @@ def test_unexpected_decoder_error_is_415_without_internals(faulty: Served, mp4: 
     assert post(faulty, mp4.read_bytes()).status_code == 200
 
 
-def test_fault_hook_is_off_by_default(make_settings: MakeSettings) -> None:
-    assert make_settings().debug_decode_hook is None
+def test_fault_hook_is_code_not_a_setting(make_settings: MakeSettings) -> None:
+    """No environment variable can make a server import and run a module by name."""
+    assert not [name for name in Settings.model_fields if "hook" in name]
+    assert create_app(make_settings()).state.runtime.decode_pool._hook is None
 
 
 def spawned_children() -> set[int]:

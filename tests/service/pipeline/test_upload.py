@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service import upload
 from service.app import create_app
-from service.errors import PayloadTooLargeError
-from tests import faults
+from service.core.errors import PayloadTooLargeError
+from service.pipeline import body as body_framing
+from service.pipeline import spool, upload
 from tests.conftest import make_test_settings
-from tests.serving import serve_in_thread
+from tests.support import faults
+from tests.support.serving import serve_in_thread
 
 
 async def _chunks(body: bytes, size: int) -> AsyncIterator[bytes]:
@@ -47,12 +48,12 @@ async def test_spooled_file_holds_exactly_the_uploaded_bytes(
 ) -> None:
     # Over five write batches: several writes run while the next batch is received.
     payload = np.random.default_rng(0).bytes(5 * upload.WRITE_BYTES + 12345)
-    sink: upload._Sink
+    sink: body_framing.Sink
     if kind == "raw":
-        body, sink = payload, upload._Sink()
+        body, sink = payload, body_framing.Sink()
     else:
         body, boundary = _multipart(payload)
-        sink = upload._MultipartSink(boundary.encode())
+        sink = body_framing.MultipartSink(boundary.encode())
     target = tmp_path / "spooled"
 
     with target.open("wb") as file:
@@ -72,7 +73,7 @@ async def test_a_body_over_the_cap_stops_after_the_writes_in_flight(tmp_path: Pa
     with target.open("wb") as file, pytest.raises(PayloadTooLargeError):
         await upload._spool(
             _chunks(payload, 64 * 1024),
-            upload._Sink(),
+            body_framing.Sink(),
             file.fileno(),
             max_bytes=3 * upload.WRITE_BYTES,
         )
@@ -85,19 +86,19 @@ def test_write_all_resumes_partial_writes_in_order(
 ) -> None:
     # The OS may write less than asked, or take fewer buffers than given.
     parts = [np.random.default_rng(i).bytes(n) for i, n in enumerate([0, 5000, 1, 70_000, 3])]
-    parts += [b"x"] * (2 * upload.IOV_MAX + 5)
+    parts += [b"x"] * (2 * spool.IOV_MAX + 5)
     writev, calls = os.writev, []
 
     def short_writev(fd: int, buffers: list[memoryview]) -> int:
         # A prefix of what was asked: at most 4,000 bytes, so it often ends inside a buffer.
         calls.append(len(buffers))
-        assert len(buffers) <= upload.IOV_MAX
+        assert len(buffers) <= spool.IOV_MAX
         return writev(fd, [memoryview(b"".join(buffers)[:4000])])
 
     monkeypatch.setattr(os, "writev", short_writev)
     target = tmp_path / "written"
     with target.open("wb") as file:
-        upload.write_all(file.fileno(), parts)
+        spool.write_all(file.fileno(), parts)
 
     assert target.read_bytes() == b"".join(parts)
     assert len(calls) > 3
@@ -135,14 +136,13 @@ def test_bodies_reach_the_spool_intact_through_the_server(
     settings = make_test_settings(
         tiny_model,
         spool,
-        debug_decode_hook="tests.faults:inject",
         max_upload_bytes=8 * upload.WRITE_BYTES,
     )
     rng = np.random.default_rng(3)
     payload = rng.bytes(3 * upload.WRITE_BYTES + 777)  # not a video: refused after the copy
     body, boundary = _multipart(payload)
 
-    with serve_in_thread(create_app(settings)) as served:
+    with serve_in_thread(create_app(settings, decode_hook=faults.inject)) as served:
         statuses = [
             _send_in_pieces(served.port, "video/mp4", payload, rng),
             _send_in_pieces(served.port, f"multipart/form-data; boundary={boundary}", body, rng),

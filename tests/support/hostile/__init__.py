@@ -9,10 +9,16 @@ encoded by :mod:`.encoding`) and :mod:`.protocol` (requests); :mod:`.outcomes` h
 the answers and the check.
 """
 
-from tests.hostile.encoding import VPX, X264, encode, square
-from tests.hostile.files import CANARY_HOST, FILE_CASES, FileCase, playlist_cases, size_switch
-from tests.hostile.outcomes import OK, Expected, Reply, mismatch
-from tests.hostile.protocol import ProtocolCase, Target, protocol_cases
+from tests.support.hostile.encoding import VPX, X264, encode, square
+from tests.support.hostile.files import (
+    CANARY_HOST,
+    FILE_CASES,
+    FileCase,
+    playlist_cases,
+    size_switch,
+)
+from tests.support.hostile.outcomes import OK, Expected, Reply, mismatch
+from tests.support.hostile.protocol import ProtocolCase, Target, protocol_cases
 
 __all__ = [
     "CANARY_HOST",

@@ -9,7 +9,7 @@ from fractions import Fraction
 import av
 import av.video
 
-from tests.media import Frames, moving_square_frames, noise_frames
+from tests.support.media import Frames, moving_square_frames, noise_frames
 
 
 def encode(

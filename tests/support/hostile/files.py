@@ -15,8 +15,8 @@ import av
 import av.video
 import numpy as np
 
-from tests.hostile.encoding import VPX, X264, encode, noise, square
-from tests.hostile.outcomes import (
+from tests.support.hostile.encoding import VPX, X264, encode, noise, square
+from tests.support.hostile.outcomes import (
     FRAME_TOO_LARGE,
     LIMIT_EXCEEDED,
     NO_FILE,
@@ -25,7 +25,7 @@ from tests.hostile.outcomes import (
     OK,
     Expected,
 )
-from tests.media import (
+from tests.support.media import (
     H264_MP4,
     write_audio,
     write_video,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from service.errors import PROBLEM_BASE
-from service.schemas import ClassifyResponse
+from service.api.schemas import ClassifyResponse
+from service.core.errors import PROBLEM_BASE
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.hostile.outcomes import (
+from tests.support.hostile.outcomes import (
     BAD_REQUEST,
     HTTP_LAYER,
     INVALID_PARAMETER,

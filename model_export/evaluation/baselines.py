@@ -1,0 +1,63 @@
+"""Baselines and checks the LSTM is compared with: an SVM, shuffled frames, other sets.
+
+The SVM is fitted on the LSTM model's own frame-encoder features mean-pooled
+over time; shuffled frames keep each clip's content and destroy its order.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from model_export.data.dataset import VideoDataset
+from model_export.evaluation.scores import score
+from model_export.evaluation.svm import extract_features, fit_svm, predict
+from model_export.nets.classifier import VideoClassifier
+from model_export.train import evaluate
+
+
+def shuffled_frames(clips: npt.NDArray[np.uint8], seed: int) -> npt.NDArray[np.uint8]:
+    """Each ``(T, H, W, 3)`` clip with its frames in a random order (seeded)."""
+    rng = np.random.default_rng(seed)
+    return np.stack([c[rng.permutation(len(c))] for c in clips])
+
+
+def score_model(
+    model: VideoClassifier,
+    clips: npt.NDArray[np.uint8],
+    targets: npt.NDArray[np.int64],
+    labels: tuple[str, ...],
+) -> dict[str, Any]:
+    return score(targets, evaluate(model, clips, targets).predictions, labels).as_dict()
+
+
+def svm_baseline(
+    encoder_of: VideoClassifier,
+    data: VideoDataset,
+    alt: VideoDataset | None,
+    *,
+    test_clips: npt.NDArray[np.uint8],
+    test_targets: npt.NDArray[np.int64],
+    seed: int,
+) -> dict[str, Any]:
+    train_clips, train_targets = data.split("train", serving=True)
+    svm = fit_svm(extract_features(encoder_of, train_clips), train_targets, seed=seed)
+    features = extract_features(encoder_of, test_clips)
+    start = time.perf_counter()
+    predictions = predict(svm, features)
+    predict_ms = 1000 * (time.perf_counter() - start) / max(len(features), 1)
+    entry: dict[str, Any] = {
+        "test": score(test_targets, predictions, data.labels).as_dict(),
+        "parameters": int(sum(np.size(c) for c in (svm[-1].coef_, svm[-1].intercept_))),
+        "predict_ms_per_clip": predict_ms,
+        "extra": {},
+        "note": "Linear SVM on the LSTM model's frame-encoder features, mean-pooled over time.",
+    }
+    if alt is not None:
+        alt_clips, alt_targets = alt.split("all", serving=True)
+        alt_pred = predict(svm, extract_features(encoder_of, alt_clips))
+        entry["extra"]["alt"] = score(alt_targets, alt_pred, data.labels).as_dict()
+    return entry
