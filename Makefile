@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 
 model: $(MODEL)
 
-# Training allocates ~50 MB tensors per step; glibc maps each afresh (4 KB page faults:
-# a third of the CPU time). Huge pages for them: ~15% faster epochs, same numbers.
+# Huge pages for training's big per-step tensors: faster epochs, the same numbers
+# (docs/experiment.md). SOURCE_DATE_EPOCH, when set, makes the file byte-identical.
 $(MODEL): | $(STAMP)
 	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $(PY) -m model_export all --out $(dir $(MODEL))
 
