@@ -15,7 +15,7 @@ import pytest
 
 from service.app import create_app
 from service.core.errors import PROBLEM_BASE
-from service.pipeline import upload
+from service.pipeline import spool
 from service.pipeline.spool import SPOOL_PREFIX, Spool
 from tests.conftest import TEST_UPLOAD_CAP, MakeSettings
 from tests.support.media import write_audio, write_big_frame
@@ -267,7 +267,7 @@ async def test_a_big_upload_is_removed_on_a_thread_before_the_answer(
             removed_on.append(threading.current_thread().name)
         unlink(self, missing_ok=missing_ok)
 
-    monkeypatch.setattr(upload, "REMOVE_IN_THREAD_BYTES", 1)
+    monkeypatch.setattr(spool, "REMOVE_IN_THREAD_BYTES", 1)
     monkeypatch.setattr(Path, "unlink", recording_unlink)
     settings = make_settings()
     async with asgi_client(create_app(settings)) as client:
