@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL ?= models/vidlstm.onnx
 
-.PHONY: setup run model test lint format bench bench-accuracy fuzz soak overload nginx-conf deploy-check image-test clean
+.PHONY: setup run model experiment test lint format bench bench-accuracy fuzz soak overload nginx-conf deploy-check image-test clean
 
 setup: $(STAMP)
 
@@ -20,9 +20,14 @@ $(STAMP): pyproject.toml
 model: $(MODEL)
 
 # Huge pages for training's big per-step tensors: faster epochs, the same numbers
-# (docs/experiment.md). SOURCE_DATE_EPOCH, when set, makes the file byte-identical.
+# (docs/tuning-log.md). SOURCE_DATE_EPOCH, when set, makes the file byte-identical.
 $(MODEL): | $(STAMP)
 	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $(PY) -m model_export all --out $(dir $(MODEL))
+
+# {LSTM, mean pool, SVM} x {motion off, on} and the LSTM on shuffled frames, every
+# model on the same per-step inputs: docs/experiment.{json,md}. Longer than make model.
+experiment: $(STAMP)
+	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $(PY) -m model_export experiment --docs docs
 
 run: $(STAMP) $(MODEL)
 	VIDLSTM_MODEL_PATH=$(MODEL) VIDLSTM_HOST=$${VIDLSTM_HOST:-0.0.0.0} $(PY) -m service

@@ -35,6 +35,7 @@ def load_checkpoint(path: Path) -> VideoClassifier:
     if config.get("backbone_weights"):
         config["backbone_weights"] = Path(config["backbone_weights"])
     config.setdefault("bidirectional", False)  # checkpoints from before the option
+    config.setdefault("motion", True)  # checkpoints from before the option
     model = build_model(ModelConfig(**config))
     model.load_state_dict(saved["state"])
     return model.eval()

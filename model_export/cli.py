@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model_export.config import RunConfig
+from model_export.nets.encoder_spec import EncoderError, EncoderSpec
+from model_export.onnx_encoder_run.options import add_encoder_arguments, encoder_spec
 from model_export.pipeline import (
     export_model,
     synthesize,
@@ -25,7 +27,7 @@ from model_export.pipeline import (
 
 log = logging.getLogger("model_export")
 
-STAGES = ("synth", "train", "export", "report", "all")
+STAGES = ("synth", "train", "export", "report", "all", "experiment")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("export", "export OUT/vidlstm.onnx and verify it against PyTorch"),
         ("report", "write OUT/report.md and OUT/report.json"),
         ("all", "synth (without --data) -> train -> export -> verify -> report"),
+        ("experiment", "LSTM, mean pool, SVM x motion off/on: DOCS/experiment.{json,md}"),
     ):
         _add_run_arguments(commands.add_parser(name, help=text))
     return parser
@@ -66,7 +69,11 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alt-dir", type=Path, default=d.alt_dir)
     p.add_argument("--cache", type=Path, default=d.cache_dir, help="decoded-clip cache")
     p.add_argument("--workers", type=int, default=d.workers, help="decode/render processes")
+    p.add_argument("--motion", choices=("on", "off"), default="on" if d.motion else "off",
+                   help="measurements between frames beside the encoder's features")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--docs", type=Path, default=Path("docs"), help="experiment: where to write")
+    add_encoder_arguments(p)
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
@@ -85,11 +92,13 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         alt_per_class=args.alt_per_class,
         workers=args.workers,
         progress=not args.no_progress,
+        motion=args.motion == "on",
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     start = time.perf_counter()
@@ -99,6 +108,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_synth(args)
         return 0
     cfg = run_config(args)
+    try:
+        spec = encoder_spec(args)
+    except EncoderError as err:
+        parser.error(str(err))
+    if spec is not None:
+        if args.command in ("export", "experiment"):
+            parser.error("--encoder: use `train` or `all` (they export the composed file)")
+        return _with_onnx_encoder(cfg, spec, args.command, start)
+    if args.command == "experiment":
+        return _experiment(cfg, args.docs, start)
     if args.command in ("train", "all"):
         if args.command == "all" and cfg.data is None:
             synthesize(cfg)
@@ -109,4 +128,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("report", "all"):
         write_run_report(cfg, onnx_accuracy=onnx_accuracy)
     log.info("%s finished in %.1f s", args.command, time.perf_counter() - start)
+    return 0
+
+
+def _experiment(cfg: RunConfig, docs: Path, start: float) -> int:
+    from model_export.evaluation.experiment_page import write_experiment  # noqa: PLC0415
+    from model_export.experiment import run_experiment  # noqa: PLC0415
+
+    if cfg.data is None:
+        synthesize(cfg)
+    rows = run_experiment(cfg)
+    context = {
+        "data": f"`{cfg.train_dir}`"
+        + (" (the embedded synthetic set)" if cfg.data is None else ""),
+        "seed": cfg.seed,
+        "epochs (every model)": cfg.epochs,
+        "clip": f"{cfg.num_frames} frames of {cfg.height} x {cfg.width}",
+        "time": f"{time.perf_counter() - start:.0f} s",
+    }
+    write_experiment(docs, rows, context=context)
+    log.info("experiment finished in %.1f s", time.perf_counter() - start)
+    return 0
+
+
+def _with_onnx_encoder(cfg: RunConfig, spec: EncoderSpec, command: str, start: float) -> int:
+    """``train``/``all``/``report`` with a frozen ONNX encoder: the heads train on its
+    cached features and the composed file is exported (and verified) by ``train``."""
+    from model_export.onnx_encoder_run import train_and_export_with_onnx_encoder  # noqa: PLC0415
+
+    results = None
+    if command in ("train", "all"):
+        if command == "all" and cfg.data is None:
+            synthesize(cfg)
+        try:
+            results = train_and_export_with_onnx_encoder(cfg, spec)
+        except EncoderError as err:
+            log.error("%s", err)
+            return 2
+    if command in ("report", "all"):
+        write_run_report(cfg, onnx_accuracy=results["onnx_test_accuracy"] if results else None)
+    log.info("%s finished in %.1f s", command, time.perf_counter() - start)
     return 0

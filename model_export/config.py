@@ -20,18 +20,25 @@ class RunConfig:
     data: Path | None = None  # a user folder; None = the synthetic data set
     synth_dir: Path = Path("data/synthetic")
     alt_dir: Path = Path("data/synthetic-alt")
+    # Rendered by model_export.data.heldout, which shares no code with the training
+    # renderer: evaluation only, never training or choosing a model.
+    heldout_dir: Path = Path("data/heldout")
     cache_dir: Path = Path("data/cache")
     seed: int = 0
     # The most epochs that keep `make model` within 15 minutes on 2 cores
-    # (docs/experiment.md has the timings and what more epochs gave).
+    # (docs/tuning-log.md has the timings and what more epochs gave).
     epochs: int = 25
     num_frames: int = 16
     height: int = 128
     width: int = 128
     per_class: int = 150
     alt_per_class: int = 25
+    heldout_per_class: int = 25
     workers: int = 2
     progress: bool = True
+    # The motion stream (weight-free measurements between frames) beside the encoder's
+    # features, for every architecture alike (model_export.nets.classifier).
+    motion: bool = True
     name: str = "vidlstm"
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -46,7 +53,7 @@ class RunConfig:
 
 def model_config(cfg: RunConfig, arch: str, num_classes: int) -> ModelConfig:
     """The model a run trains for ``arch``: the CNN works at about 64 px a side,
-    and larger frames feed the LSTM's fovea."""
+    and larger frames feed the motion stream's fovea."""
     side = min(cfg.height, cfg.width)
     pool = max(1, side // STREAM_SIZE)
     config = ModelConfig(
@@ -55,5 +62,6 @@ def model_config(cfg: RunConfig, arch: str, num_classes: int) -> ModelConfig:
         width=cfg.width,
         pool=pool,
         fovea=side // 4 if pool > 1 else 0,
+        motion=cfg.motion,
     )
     return replace(config, arch="lstm" if arch == "lstm" else "mean_pool")

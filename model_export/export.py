@@ -18,7 +18,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ class ModelMetadata:
     data_fingerprint: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     sampling: str = SAMPLING_POLICY
+    architecture: dict[str, Any] = field(default_factory=dict)  # the model's own, if empty
     created: str = field(default_factory=created_now)
 
     def as_props(self) -> dict[str, str]:
@@ -80,6 +81,7 @@ class ModelMetadata:
             META_PREFIX + "version": self.version,
             META_PREFIX + "data_fingerprint": self.data_fingerprint,
             META_PREFIX + "metrics": json.dumps(self.metrics, sort_keys=True),
+            META_PREFIX + "architecture": json.dumps(self.architecture, sort_keys=True),
             META_PREFIX + "created": self.created,
         }
 
@@ -101,6 +103,8 @@ def export_onnx(
             f"{len(metadata.labels)} labels for a model with {model.config.num_classes} classes"
         )
     model = model.eval()
+    if not metadata.architecture:
+        metadata = replace(metadata, architecture=model.config.summary())
     out.parent.mkdir(parents=True, exist_ok=True)
     t = metadata.num_frames
     lengths = verify_lengths or sorted({t, max(1, t // 2), 2 * t})
@@ -109,7 +113,7 @@ def export_onnx(
     tmp = Path(tmp_name)
     try:
         _write_graph(model, tmp, metadata)
-        _check_self_contained(tmp)
+        check_self_contained(tmp)
         verify(model, tmp, batch_sizes=VERIFY_BATCHES, lengths=lengths, seed=seed)
         tmp.chmod(0o644)  # mkstemp makes it owner-only; the service may run as another user
         tmp.replace(out)
@@ -152,7 +156,7 @@ def _write_graph(model: VideoClassifier, path: Path, metadata: ModelMetadata) ->
     onnx.save(proto, str(path), save_as_external_data=False)
 
 
-def _check_self_contained(path: Path) -> None:
+def check_self_contained(path: Path) -> None:
     proto = onnx.load(str(path), load_external_data=False)
     external = [
         t.name

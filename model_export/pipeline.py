@@ -45,7 +45,7 @@ def synthesize(cfg: RunConfig) -> None:
     """The default data set and an independently rendered ``alt``-style set (cached)."""
     from model_export.data.synth import generate  # noqa: PLC0415  (only this stage needs it)
 
-    with _timed(cfg, "synth"):
+    with timed(cfg, "synth"):
         generate(
             cfg.synth_dir,
             seed=cfg.seed,
@@ -69,9 +69,9 @@ def synthesize(cfg: RunConfig) -> None:
 
 def train_models(cfg: RunConfig) -> dict[str, Any]:
     """Train the LSTM and the mean-pool CNN, fit the SVM, score all; save under ``out``."""
-    with _timed(cfg, "decode"):
-        data = _load(cfg, cfg.train_dir)
-        alt = _load(cfg, cfg.alt_dir) if cfg.data is None and cfg.alt_dir.is_dir() else None
+    with timed(cfg, "decode"):
+        data = load_folder(cfg, cfg.train_dir)
+        alt = load_folder(cfg, cfg.alt_dir) if cfg.data is None and cfg.alt_dir.is_dir() else None
     train, val = data.split("train"), data.split("val", serving=True)
     test_clips, test_targets = data.split("test", serving=True)
     augment = default_config(data.labels, num_frames=cfg.num_frames)
@@ -86,7 +86,7 @@ def train_models(cfg: RunConfig) -> dict[str, Any]:
     for arch in ("lstm", "mean_pool"):
         seed_everything(cfg.seed)
         model = build_model(model_config(cfg, arch, len(data.labels)))
-        with _timed(cfg, f"train_{arch}"):
+        with timed(cfg, f"train_{arch}"):
             config = tc if arch == "lstm" else baseline_tc
             history = fit(model, train, val, augment=augment, config=config, name=arch)
         trained[arch] = model
@@ -104,7 +104,7 @@ def train_models(cfg: RunConfig) -> dict[str, Any]:
             entry["extra"]["alt"] = score_model(model, *alt.split("all", serving=True), data.labels)
         models[arch] = entry
         save_checkpoint(cfg.checkpoints / f"{arch}.pt", model)
-    with _timed(cfg, "svm"):
+    with timed(cfg, "svm"):
         models["svm"] = svm_baseline(
             trained["lstm"],
             data,
@@ -122,13 +122,15 @@ def train_models(cfg: RunConfig) -> dict[str, Any]:
         "alt_size": len(alt.split("all")[1]) if alt is not None else 0,
         "geometry": {"num_frames": cfg.num_frames, "height": cfg.height, "width": cfg.width},
         "seed": cfg.seed,
+        "motion": cfg.motion,
+        "encoder": "cnn",
         "models": models,
     }
     write_results(cfg.checkpoints / RESULTS, results)
     return results
 
 
-def _load(cfg: RunConfig, root: Path) -> VideoDataset:
+def load_folder(cfg: RunConfig, root: Path) -> VideoDataset:
     if not root.is_dir():
         hint = "pass --data DIR" if cfg.data is not None else "run `python -m model_export synth`"
         raise FileNotFoundError(f"no data folder {root}: {hint}")
@@ -160,13 +162,13 @@ def export_model(cfg: RunConfig) -> Path:
     }
     if "alt" in lstm_entry["extra"]:
         metrics["alt_style_accuracy"] = round(lstm_entry["extra"]["alt"]["accuracy"], 4)
-    with _timed(cfg, "export"):
+    with timed(cfg, "export"):
         for arch in ("lstm", "mean_pool"):
             model = load_checkpoint(cfg.checkpoints / f"{arch}.pt")
             meta = ModelMetadata(
                 labels=labels,
                 name=cfg.name if arch == "lstm" else f"{cfg.name}-{arch}",
-                version=_version(),
+                version=package_version(),
                 data_fingerprint=results["data_fingerprint"],
                 metrics=metrics if arch == "lstm" else {"test_accuracy": _acc(results, arch)},
                 **geometry,
@@ -185,7 +187,7 @@ def verify_model(cfg: RunConfig) -> float:
     import onnxruntime as ort  # noqa: PLC0415
 
     path = cfg.out / MODEL_FILE
-    data = _load(cfg, cfg.train_dir)
+    data = load_folder(cfg, cfg.train_dir)
     clips, targets = data.split("test", serving=True)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     probs = np.concatenate(
@@ -231,6 +233,8 @@ def write_run_report(cfg: RunConfig, *, onnx_accuracy: float | None = None) -> P
         "alt_style_videos": results["alt_size"],
         "geometry": results["geometry"],
         "seed": results["seed"],
+        "motion": results.get("motion", True),
+        "encoder": results.get("encoder", "cnn"),
         "model_file": str(cfg.out / MODEL_FILE),
         "onnx_test_accuracy": onnx_accuracy,
         "latency_note": "ONNX Runtime CPU, 2 threads, median of 20 runs on random clips",
@@ -243,7 +247,7 @@ def write_run_report(cfg: RunConfig, *, onnx_accuracy: float | None = None) -> P
 # -- helpers -------------------------------------------------------------------------
 
 
-def _version() -> str:
+def package_version() -> str:
     try:
         return importlib_metadata.version("vidlstm")
     except importlib_metadata.PackageNotFoundError:
@@ -251,7 +255,7 @@ def _version() -> str:
 
 
 @contextlib.contextmanager
-def _timed(cfg: RunConfig, stage: str) -> Iterator[None]:
+def timed(cfg: RunConfig, stage: str) -> Iterator[None]:
     """Adds the wall time of the ``with`` block to ``cfg.timings[stage]``."""
     log.info("stage %s ...", stage)
     start = time.perf_counter()

@@ -30,6 +30,7 @@ from model_export.evaluation.scores import ModelResult, accuracy_interval
 log = logging.getLogger(__name__)
 
 TITLES = {"lstm": "CNN + LSTM", "mean_pool": "CNN + mean pool", "svm": "Linear SVM"}
+OTHER_TITLES = {"alt": "alt-style", "heldout": "held-out renderer"}
 METHOD = (
     "Every video is decoded once through the service's own decode path; the clips a "
     "model sees at test time are exactly the frames the service would sample. All "
@@ -37,15 +38,16 @@ METHOD = (
     "patchify stem, spatial-softmax keypoints and a flattened low-resolution map, so "
     "position survives).",
     "",
-    "- **CNN + LSTM**: per step, the frame's CNN features, their change since the "
-    "previous and since the first frame, and weight-free motion measurements between "
-    "consecutive frames (where the CNN's maps changed since the first frame; the shift, "
-    "scale and turn that best explain the change of the maps and of the half-size "
-    "pixels; a coarse Lucas-Kanade optical-flow field) -> LSTM -> linear -> softmax.",
-    "- **CNN + mean pool**: the same CNN, its per-frame features averaged over time "
+    "- **CNN + LSTM**: per step, the frame's CNN features and, with the motion stream "
+    "on (`motion` below), weight-free measurements between frames (the features' change "
+    "since the previous and the first frame; where the CNN's maps changed since the first "
+    "frame; the shift, scale and turn that best explain the change of the maps and of the "
+    "half-size pixels; a coarse Lucas-Kanade optical-flow field; the same inside a "
+    "full-resolution window where the clip changes most) -> LSTM -> linear -> softmax.",
+    "- **CNN + mean pool**: exactly the same per-step inputs, averaged over time "
     "(no memory of order) -> linear -> softmax, trained by the same loop.",
-    "- **Linear SVM**: standardised per-frame features of the trained LSTM model's CNN, "
-    "mean-pooled over time, one-vs-rest linear SVM.",
+    "- **Linear SVM**: the trained LSTM model's per-step inputs, mean-pooled over time "
+    "and standardised, one-vs-rest linear SVM.",
     "",
     "Training: AdamW, one-cycle schedule (warm-up then cosine decay), "
     "early stopping on validation accuracy (best weights kept); augmentation: temporal "
@@ -217,16 +219,24 @@ def _markdown(
     doc: Mapping[str, Any], results: Mapping[str, ModelResult], labels: Sequence[str]
 ) -> str:
     models = doc["models"]
-    has_alt = any("alt_accuracy" in m for m in models.values())
+    others = [k for k in ("alt", "heldout") if any(f"{k}_accuracy" in m for m in models.values())]
     lines = ["# vidlstm: model report", ""]
     skip = ("models", "skipped_files", "labels", "lstm_shuffled_frames_accuracy")
     facts = {k: v for k, v in doc.items() if k not in skip}
     lines += [f"- **{k.replace('_', ' ')}**: {_fmt(v)}" for k, v in facts.items()]
-    lines += ["", "## Method", "", *METHOD, "", "## Models", ""]
+    method = list(METHOD)
+    if doc.get("encoder", "cnn") != "cnn":
+        method[0] = (
+            f"The per-frame encoder is the frozen ONNX model `{doc['encoder']}` (sha256 "
+            f"`{str(doc.get('encoder_sha256', ''))[:16]}`...), run once over every decoded frame; "
+            "the heads below train on its cached features instead of the built-in CNN's. "
+            + method[0]
+        )
+    lines += ["", "## Method", "", *method, "", "## Models", ""]
     header = "| model | test accuracy (95% interval) | macro F1 |"
     rule = "|---|---|---|"
-    if has_alt:
-        header, rule = header + " alt-style accuracy |", rule + "---|"
+    for k in others:
+        header, rule = header + f" {OTHER_TITLES[k]} accuracy |", rule + "---|"
     header += " parameters | ms/clip (batch 1) | ms/clip (batch 8) |"
     rule += "---|---|---|"
     lines += [header, rule]
@@ -237,8 +247,8 @@ def _markdown(
             f"| {TITLES.get(name, name)} | {m['test_accuracy']:.3f} ({low:.3f}-{high:.3f}) "
             f"| {m['macro_f1']:.3f} |"
         )
-        if has_alt:
-            row += f" {_fmt(m.get('alt_accuracy'))} |"
+        for k in others:
+            row += f" {_fmt(m.get(f'{k}_accuracy'))} |"
         row += f" {m['parameters']:,} | {_fmt(ms.get('1'))} | {_fmt(ms.get('8'))} |"
         lines.append(row)
     lines += [

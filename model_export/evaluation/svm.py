@@ -1,9 +1,10 @@
-"""SVM baseline: a linear SVM on per-frame CNN features mean-pooled over time.
+"""SVM baseline: a linear SVM on a classifier's per-step inputs mean-pooled over time.
 
-The features come from a trained classifier's frame encoder (by default the
-LSTM's, the encoder that learnt what matters in a frame: where the object
-is, how big, how turned). Mean pooling forgets order, so this baseline shows
-what appearance statistics alone achieve.
+The inputs are exactly what the LSTM gets at each step (by default from the
+LSTM model itself, whose encoder learnt what matters in a frame: where the
+object is, how big, how turned; and the motion stream when it has one).
+Mean pooling forgets order, so this baseline shows what the same inputs
+achieve without memory of it.
 """
 
 from __future__ import annotations
@@ -26,21 +27,22 @@ Features = npt.NDArray[np.float32]
 
 
 class PooledFeatures(nn.Module):
-    """``(N, T, H, W, 3) uint8 -> (N, F) float32``: a classifier's frame features, time-averaged."""
+    """``(N, T, H, W, 3) uint8 -> (N, S) float32``: a classifier's per-step inputs,
+    time-averaged."""
 
     def __init__(self, model: VideoClassifier) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.model.frame_features(frames).mean(dim=1)
+        return self.model.step_inputs(frames).mean(dim=1)
 
 
 @torch.no_grad()
 def extract_features(
     model: VideoClassifier, clips: npt.NDArray[np.uint8], *, batch_size: int = 64
 ) -> Features:
-    """Mean-pooled encoder features of ``(N, T, H, W, 3) uint8`` clips: ``(N, F) float32``."""
+    """Mean-pooled per-step inputs of ``(N, T, H, W, 3) uint8`` clips: ``(N, S) float32``."""
     pooled = PooledFeatures(model).eval()
     chunks = [
         pooled(torch.from_numpy(np.ascontiguousarray(clips[i : i + batch_size]))).numpy()

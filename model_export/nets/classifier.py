@@ -1,9 +1,16 @@
-"""Models: a per-frame CNN encoder followed by an LSTM, or by a mean over time.
+"""Models: a per-frame encoder, an optional motion stream, then an LSTM or a mean over time.
 
 Every model takes what the service feeds it, ``(N, T, H, W, 3) uint8`` RGB,
 and does the scaling (/255) and mean/std normalisation inside the graph, so
 the exported file is the whole preprocessing contract. ``forward`` returns
 probabilities ``(N, C) float32``; training calls :meth:`VideoClassifier.logits`.
+
+Each time step's input is the encoder's features of that one frame and, with
+``motion=True``, a second stream of weight-free measurements of what changed
+between frames (:mod:`model_export.nets.motion`). Both architectures get
+exactly the same per-step vectors (:meth:`VideoClassifier.step_inputs`): the
+LSTM reads them in order, the mean-pool baseline averages them over time, so
+the two differ only in memory of order.
 
 The classes are motions, so the encoder must keep *where* things are: it
 appends two coordinate channels to the input (CoordConv), reads learnt
@@ -21,7 +28,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -57,19 +64,31 @@ class ModelConfig:
     num_layers: int = 1
     dropout: float = 0.2
     forget_bias: float = 2.0  # sigmoid(2) = 0.88: memory spans the clip from the start
-    deltas: bool = True  # LSTM only: also f_t - f_(t-1) and f_t - f_0 (change tells motions apart)
-    change_channels: int = 8  # LSTM only: feature maps whose change since frame 0 is measured
-    pixel_motion: bool = True  # LSTM only: also the motion of the (half-size) pixels themselves
-    flow_cell: int = 4  # LSTM only: optical flow of half-size pixels in cells this big (0: off)
+    # The motion stream: weight-free measurements between frames beside the encoder's
+    # features, for every architecture alike. The options below apply only with it.
+    motion: bool = True
+    deltas: bool = True  # f_t - f_(t-1) and f_t - f_0 (change tells motions apart)
+    change_channels: int = 8  # feature maps whose change since frame 0 is measured
+    pixel_motion: bool = True  # the motion of the (half-size) pixels themselves
+    flow_cell: int = 4  # optical flow of half-size pixels in cells this big (0: off)
     # The CNN and the motion features see frames average-pooled this much (the pipeline
     # decodes 128 x 128 and pools by 2; the full frames feed the fovea).
     pool: int = 1
-    # LSTM only: the motion (FrameMotion, FlowField) of a window this many input px a side
+    # The motion (FrameMotion, FlowField) of a window this many input px a side
     # around where the clip changes most, at full resolution (0: off)
     fovea: int = 0
-    # LSTM only: a second LSTM reads the clip backwards (docs/experiment.md)
+    # LSTM only: a second LSTM reads the clip backwards (docs/tuning-log.md)
     bidirectional: bool = True
     backbone_weights: Path | None = None  # a local torchvision ResNet-18 state dict
+
+    def summary(self) -> dict[str, Any]:
+        """What the exported file says it is (``vidlstm.architecture``)."""
+        return {
+            "encoder": "resnet18" if self.backbone_weights else "cnn",
+            "temporal": self.arch,
+            "motion": self.motion,
+            "bidirectional": self.bidirectional and self.arch == "lstm",
+        }
 
 
 class Normalize(nn.Module):
@@ -104,9 +123,9 @@ class Normalize(nn.Module):
 class VideoClassifier(nn.Module):
     """``(N, T, H, W, 3) uint8 -> (N, C) float32`` class probabilities.
 
-    ``arch="lstm"``: per-frame features -> LSTM (by default bidirectional: one
+    ``arch="lstm"``: per-step inputs -> LSTM (by default bidirectional: one
     reads the clip forwards, one backwards) -> each direction's final state -> linear.
-    ``arch="mean_pool"``: per-frame features -> mean over time -> linear (no
+    ``arch="mean_pool"``: the same per-step inputs -> mean over time -> linear (no
     memory of order: the baseline).
     """
 
@@ -126,12 +145,13 @@ class VideoClassifier(nn.Module):
                 channels=config.channels,
                 feature_dim=config.feature_dim,
                 keypoints=config.keypoints,
-                change_channels=config.change_channels if config.arch == "lstm" else 0,
+                change_channels=config.change_channels if config.motion else 0,
             )
         if config.arch not in ARCHS:
             raise ValueError(f"unknown arch {config.arch!r}; expected one of {ARCHS}")
         recurrent = config.arch == "lstm"
-        step_dim = self.encoder.feature_dim * (3 if recurrent and config.deltas else 1)
+        motion = config.motion
+        step_dim = self.encoder.feature_dim * (3 if motion and config.deltas else 1)
         self.changes: ChangeMoments | None = None
         self.map_motion: FrameMotion | None = None
         self.pixel_motion: FrameMotion | None = None
@@ -139,11 +159,11 @@ class VideoClassifier(nn.Module):
             self.changes = ChangeMoments(*self.encoder.map_size)
             self.map_motion = FrameMotion(*self.encoder.map_size)
             step_dim += 17 * config.change_channels
-        if recurrent and config.pixel_motion:
+        if motion and config.pixel_motion:
             self.pixel_motion = FrameMotion(sh // 2, sw // 2)
             step_dim += 5 * 3
         self.flows = nn.ModuleList()
-        if recurrent and config.flow_cell:
+        if motion and config.flow_cell:
             # The full field at half size; turn/growth/shift summaries at other scales too.
             for pool, cell, summary_only in FLOW_SCALES:
                 size = (sh // pool, sw // pool)
@@ -154,7 +174,7 @@ class VideoClassifier(nn.Module):
                 step_dim += flow.out_dim
         self.fovea: Fovea | None = None
         self.fovea_motion = nn.ModuleList()
-        if recurrent and config.fovea:
+        if motion and config.fovea:
             self.fovea = Fovea(config.fovea, config.height, config.width, (sh // 2, sw // 2))
             fovea_flow = FlowField(config.fovea, config.fovea, cell=4)
             self.fovea_motion.append(FrameMotion(config.fovea, config.fovea))
@@ -174,17 +194,11 @@ class VideoClassifier(nn.Module):
                 dropout=config.dropout if config.num_layers > 1 else 0.0,
                 bidirectional=config.bidirectional,
             )
-            _open_forget_gates(self.lstm, config.forget_bias)
+            open_forget_gates(self.lstm, config.forget_bias)
         directions = 2 if config.bidirectional else 1
         self.head = nn.Linear(
             config.hidden_size * directions if recurrent else step_dim, config.num_classes
         )
-
-    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """``(N, T, H, W, 3) uint8 -> (N, T, F) float32`` per-frame encoder features."""
-        n, t = frames.shape[0], frames.shape[1]
-        feats: torch.Tensor = self.encoder(self._pooled(self.normalize.planes(frames))[0])
-        return feats.reshape(n, t, -1)
 
     def _pooled(self, full: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(N*T, 3, H, W)`` float 0-255 frames -> pooled for the CNN and standardised
@@ -203,12 +217,22 @@ class VideoClassifier(nn.Module):
         What :meth:`logits` computes once the uint8 frames are float planes: training's
         augmentation hands its frames over in this form and skips the round trip.
         """
+        return self.temporal_logits(self.plane_steps(planes))
+
+    def step_inputs(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(N, T, H, W, 3) uint8 -> (N, T, S) float32``: what each time step gets,
+        the same for every architecture (the SVM pools exactly these)."""
+        n, t, h, w = frames.shape[0], frames.shape[1], frames.shape[2], frames.shape[3]
+        return self.plane_steps(self.normalize.planes(frames).view(n, t, 3, h, w))
+
+    def plane_steps(self, planes: torch.Tensor) -> torch.Tensor:
+        """``(N, T, 3, H, W)`` float frames, 0-255 ``-> (N, T, S)`` per-step inputs."""
         n, t = planes.shape[0], planes.shape[1]
         full = planes.reshape(n * t, 3, planes.shape[3], planes.shape[4])
         pixels, pooled = self._pooled(full)
         flat, maps = self.encoder.encode(pixels)
         feats = flat.reshape(n, t, -1)
-        if self.lstm is not None and self.config.deltas:
+        if self.config.motion and self.config.deltas:
             # f_0 - f_0 = 0 for the first step; cat keeps the time axis dynamic in ONNX.
             previous = torch.cat([feats[:, :1], feats[:, :-1]], dim=1)
             feats = torch.cat([feats, feats - previous, feats - feats[:, :1]], dim=2)
@@ -232,7 +256,12 @@ class VideoClassifier(nn.Module):
             size = self.config.fovea
             crop = self.normalize.standardise(crop).reshape(n, t, 3, size, size)
             feats = torch.cat([feats, *(module(crop) for module in self.fovea_motion)], dim=2)
-        f = feats.shape[2]
+        return feats
+
+    def temporal_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """``(N, T, S)`` per-step inputs ``-> (N, C)``: standardised, then the LSTM or the
+        mean over time, then the linear head."""
+        n, t, f = feats.shape[0], feats.shape[1], feats.shape[2]
         feats = self.dropout(self.step_norm(feats.reshape(-1, f)).reshape(n, t, f))
         if self.lstm is None:
             pooled = feats.mean(dim=1)
@@ -249,7 +278,7 @@ class VideoClassifier(nn.Module):
         return torch.softmax(self.logits(frames), dim=-1)
 
 
-def _open_forget_gates(lstm: nn.LSTM, bias: float) -> None:
+def open_forget_gates(lstm: nn.LSTM, bias: float) -> None:
     """Start every forget gate mostly open, so the cell can sum evidence over all frames."""
     h = lstm.hidden_size
     with torch.no_grad():

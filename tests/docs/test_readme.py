@@ -176,7 +176,7 @@ def _named_paths(text: str) -> set[str]:
 
 def test_every_path_the_readme_names_exists() -> None:
     paths = _named_paths(_readme())
-    assert {"bench/README.md", "deploy/SECURITY.md", "docs/experiment.md"} <= paths
+    assert {"bench/README.md", "deploy/SECURITY.md", "docs/tuning-log.md"} <= paths
     missing = sorted(
         path for path in paths if not path.startswith(GENERATED) and not (ROOT / path).exists()
     )

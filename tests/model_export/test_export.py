@@ -28,6 +28,7 @@ META_KEYS = {
     "version",
     "data_fingerprint",
     "metrics",
+    "architecture",
     "created",
 }
 
@@ -66,6 +67,12 @@ def test_every_metadata_key(tiny_model: Path) -> None:
     assert (meta["num_frames"], meta["height"], meta["width"]) == ("8", "32", "32")
     assert meta["sampling"] == "tsn-centre"
     assert "test_accuracy" in json.loads(meta["metrics"])
+    assert json.loads(meta["architecture"]) == {
+        "encoder": "cnn",
+        "temporal": "lstm",
+        "motion": True,
+        "bidirectional": True,
+    }
     assert datetime.fromisoformat(meta["created"]).utcoffset() is not None
 
 

@@ -28,7 +28,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (data / "slide_right" / "readme.txt").write_text("not a video")
     args = ["all", "--data", str(data), "--out", str(root / "models"), "--cache"]
     args += [str(root / "cache"), "--epochs", "1", "--frames", "4", "--height", "32"]
-    args += ["--width", "32", "--workers", "1", "--no-progress"]
+    args += ["--width", "32", "--workers", "1", "--no-progress", "--motion", "off"]
     assert main(args) == 0
     return root / "models"
 
@@ -43,6 +43,7 @@ def test_report_json_has_the_agreed_shape(run: Path) -> None:
         assert low <= model["test_accuracy"] <= high, name
     assert doc["models"]["lstm"]["ms_per_clip"] > 0
     assert 0.0 <= doc["lstm_shuffled_frames_accuracy"] <= 1.0
+    assert (doc["motion"], doc["encoder"]) == (False, "cnn")
     assert {s["path"] for s in doc["skipped_files"]} == {
         "slide_left/corrupt.mp4",
         "slide_right/readme.txt",
@@ -62,6 +63,7 @@ def test_exported_model_serves_the_user_labels(run: Path) -> None:
     assert json.loads(meta["labels"]) == ["slide_left", "slide_right"]
     assert (meta["num_frames"], meta["height"], meta["width"]) == ("4", "32", "32")
     assert "test_accuracy" in json.loads(meta["metrics"])
+    assert json.loads(meta["architecture"])["motion"] is False
     session = ort.InferenceSession(str(run / "vidlstm.onnx"), providers=["CPUExecutionProvider"])
     (probs,) = session.run(None, {"frames": np.zeros((2, 4, 32, 32, 3), np.uint8)})
     assert probs.shape == (2, 2)

@@ -83,12 +83,29 @@ def test_early_stopping_keeps_the_best_weights() -> None:
     assert evaluate(model, *val).accuracy == pytest.approx(best)
 
 
-def test_baselines_see_no_order_and_the_svm_reads_the_lstm_encoder() -> None:
-    """The SVM's features are the LSTM model's own frame features averaged over time;
-    neither baseline can tell a clip from its frames in another order."""
-    lstm = build_model(_tiny("lstm")).eval()
-    mean_pool = build_model(_tiny("mean_pool")).eval()
+@pytest.mark.parametrize("motion", [False, True])
+def test_every_architecture_gets_the_same_step_inputs(motion: bool) -> None:
+    """The mean-pool model and the SVM see exactly what each LSTM step sees."""
+    lstm = build_model(replace(_tiny("lstm"), motion=motion)).eval()
+    mean_pool = build_model(replace(_tiny("mean_pool"), motion=motion)).eval()
     assert mean_pool.lstm is None
+    assert lstm.step_norm.num_features == mean_pool.step_norm.num_features
+    own = mean_pool.state_dict()
+    shared = {k: v for k, v in lstm.state_dict().items() if k in own and not k.startswith("head.")}
+    assert mean_pool.load_state_dict(shared, strict=False).missing_keys == [
+        "head.weight",
+        "head.bias",
+    ]
+    clips = torch.from_numpy(np.ascontiguousarray(_clips(6, 2)[0][:, 1::3]))
+    with torch.no_grad():
+        torch.testing.assert_close(mean_pool.step_inputs(clips), lstm.step_inputs(clips))
+        pooled = lstm.step_inputs(clips).mean(dim=1).numpy()
+    np.testing.assert_allclose(extract_features(lstm, clips.numpy()), pooled, rtol=1e-5, atol=1e-6)
+
+
+def test_without_motion_the_baselines_see_no_order() -> None:
+    lstm = build_model(replace(_tiny("lstm"), motion=False)).eval()
+    mean_pool = build_model(replace(_tiny("mean_pool"), motion=False)).eval()
     assert count_parameters(mean_pool) < count_parameters(lstm)
     clips, targets = _clips(12, 2)
     serving = np.ascontiguousarray(clips[:, 1::3])
@@ -96,16 +113,17 @@ def test_baselines_see_no_order_and_the_svm_reads_the_lstm_encoder() -> None:
 
     features = extract_features(lstm, serving)
     with torch.no_grad():
-        pooled = lstm.frame_features(torch.from_numpy(serving)).mean(dim=1).numpy()
         probs = mean_pool(torch.from_numpy(serving))
         probs_reordered = mean_pool(torch.from_numpy(reordered))
+        lstm_probs = lstm(torch.from_numpy(serving))
+        lstm_reordered = lstm(torch.from_numpy(reordered))
     assert features.shape == (12, lstm.encoder.feature_dim)
-    np.testing.assert_allclose(features, pooled, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(extract_features(lstm, reordered), features, rtol=1e-4, atol=1e-5)
     svm = fit_svm(features, targets)
     assert predict(svm, features).shape == (12,)
     torch.testing.assert_close(probs.sum(1), torch.ones(12))
     torch.testing.assert_close(probs_reordered, probs, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(lstm_reordered, lstm_probs, rtol=1e-4, atol=1e-5)  # it can tell
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])

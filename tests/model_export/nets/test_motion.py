@@ -60,12 +60,13 @@ def test_frame_motion_and_change_moments_shapes() -> None:
     assert torch.all(moments[:, 0] == 0)
 
 
-def test_only_the_lstm_sees_motion() -> None:
-    lstm = build_model(ModelConfig(num_classes=3, height=32, width=32))
-    mean_pool = build_model(ModelConfig(num_classes=3, height=32, width=32, arch="mean_pool"))
-    assert len(lstm.flows) and lstm.pixel_motion is not None and lstm.changes is not None
-    assert not len(mean_pool.flows) and mean_pool.pixel_motion is None
-    assert mean_pool.changes is None
+def test_motion_is_a_stream_every_architecture_gets_or_none_does() -> None:
+    for arch in ("lstm", "mean_pool"):
+        on = build_model(ModelConfig(num_classes=3, height=32, width=32, arch=arch))
+        off = build_model(ModelConfig(num_classes=3, height=32, width=32, arch=arch, motion=False))
+        assert len(on.flows) and on.pixel_motion is not None and on.changes is not None
+        assert not len(off.flows) and off.pixel_motion is None and off.changes is None
+        assert off.step_norm.num_features == off.encoder.feature_dim
 
 
 BIG = 128  # frame side for the fovea
@@ -130,10 +131,11 @@ def test_the_fovea_window_stays_inside_the_frame() -> None:
         Fovea(BIG + 1, BIG, BIG, (32, 32))
 
 
-def test_only_the_lstm_has_a_fovea() -> None:
+def test_the_fovea_belongs_to_the_motion_stream() -> None:
     config = ModelConfig(num_classes=3, height=64, width=64, pool=2, fovea=16)
     lstm = build_model(config)
     mean_pool = build_model(replace(config, arch="mean_pool"))
-    assert lstm.fovea is not None and mean_pool.fovea is None
+    still = build_model(replace(config, motion=False))
+    assert lstm.fovea is not None and mean_pool.fovea is not None and still.fovea is None
     frames = torch.randint(0, 256, (2, 5, 64, 64, 3), dtype=torch.uint8)
-    assert lstm(frames).shape == mean_pool(frames).shape == (2, 3)
+    assert lstm(frames).shape == mean_pool(frames).shape == still(frames).shape == (2, 3)
