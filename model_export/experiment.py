@@ -21,12 +21,11 @@ import numpy.typing as npt
 
 from model_export.config import RunConfig, model_config
 from model_export.data.augment import default_config
-from model_export.data.dataset import VideoDataset
 from model_export.evaluation.baselines import shuffled_frames
 from model_export.evaluation.experiment_page import Row
 from model_export.evaluation.svm import extract_features, fit_svm, predict
 from model_export.nets.classifier import VideoClassifier, build_model
-from model_export.pipeline import load_folder
+from model_export.sets import evaluation_sets, load_folder
 from model_export.train import TrainConfig, evaluate, fit, seed_everything
 
 log = logging.getLogger(__name__)
@@ -35,19 +34,6 @@ MODELS = ("lstm", "mean_pool", "svm", "lstm_shuffled")
 Clips = npt.NDArray[np.uint8]
 Targets = npt.NDArray[np.int64]
 Split = tuple[Clips, Targets]
-
-
-def evaluation_sets(cfg: RunConfig, data: VideoDataset) -> dict[str, Split]:
-    """``test`` and each generalisation set that exists, as served clips and targets."""
-    sets = {"test": data.split("test", serving=True)}
-    if cfg.data is None:
-        for name, folder in (("alt", cfg.alt_dir), ("heldout", cfg.heldout_dir)):
-            if folder.is_dir():
-                other = load_folder(cfg, folder)
-                if other.labels != data.labels:
-                    raise ValueError(f"{folder} has labels {other.labels}, not {data.labels}")
-                sets[name] = other.split("all", serving=True)
-    return sets
 
 
 def run_experiment(cfg: RunConfig) -> list[Row]:

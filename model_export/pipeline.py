@@ -23,12 +23,12 @@ from model_export.checkpoint import load_checkpoint, read_results, save_checkpoi
 from model_export.config import RunConfig, model_config
 from model_export.data.augment import default_config
 from model_export.data.cache import SkippedFile
-from model_export.data.dataset import VideoDataset, load_dataset
 from model_export.evaluation.baselines import score_model, shuffled_frames, svm_baseline
 from model_export.evaluation.scores import ModelResult, Scores, onnx_latency, score
 from model_export.export import ModelMetadata, export_onnx, verify
 from model_export.nets.classifier import VideoClassifier, build_model, count_parameters
 from model_export.report import write_report
+from model_export.sets import generalisation_sets, load_folder
 from model_export.train import TrainConfig, evaluate, fit, seed_everything
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,11 @@ MEAN_POOL_EPOCHS = 12
 
 
 def synthesize(cfg: RunConfig) -> None:
-    """The default data set and an independently rendered ``alt``-style set (cached)."""
-    from model_export.data.synth import generate  # noqa: PLC0415  (only this stage needs it)
+    """The default data set, its ``alt``-style set and the held-out renderer's set
+    (evaluation only), each cached by its manifest."""
+    # Only this stage needs the renderers.
+    from model_export.data.heldout import generate as generate_heldout  # noqa: PLC0415
+    from model_export.data.synth import generate  # noqa: PLC0415
 
     with timed(cfg, "synth"):
         generate(
@@ -62,6 +65,13 @@ def synthesize(cfg: RunConfig) -> None:
             workers=cfg.workers,
             progress=cfg.progress,
         )
+        generate_heldout(
+            cfg.heldout_dir,
+            seed=cfg.seed + 2_000_003,
+            per_class=cfg.heldout_per_class,
+            workers=cfg.workers,
+            progress=cfg.progress,
+        )
 
 
 # -- train ---------------------------------------------------------------------------
@@ -71,7 +81,7 @@ def train_models(cfg: RunConfig) -> dict[str, Any]:
     """Train the LSTM and the mean-pool CNN, fit the SVM, score all; save under ``out``."""
     with timed(cfg, "decode"):
         data = load_folder(cfg, cfg.train_dir)
-        alt = load_folder(cfg, cfg.alt_dir) if cfg.data is None and cfg.alt_dir.is_dir() else None
+        others = generalisation_sets(cfg, data)
     train, val = data.split("train"), data.split("val", serving=True)
     test_clips, test_targets = data.split("test", serving=True)
     augment = default_config(data.labels, num_frames=cfg.num_frames)
@@ -100,15 +110,17 @@ def train_models(cfg: RunConfig) -> dict[str, Any]:
         if arch == "lstm":
             shuffled = shuffled_frames(test_clips, cfg.seed)
             entry["extra"]["shuffled"] = score_model(model, shuffled, test_targets, data.labels)
-        if alt is not None:
-            entry["extra"]["alt"] = score_model(model, *alt.split("all", serving=True), data.labels)
+        for name, other in others.items():
+            entry["extra"][name] = score_model(
+                model, *other.split("all", serving=True), data.labels
+            )
         models[arch] = entry
         save_checkpoint(cfg.checkpoints / f"{arch}.pt", model)
     with timed(cfg, "svm"):
         models["svm"] = svm_baseline(
             trained["lstm"],
             data,
-            alt,
+            others,
             test_clips=test_clips,
             test_targets=test_targets,
             seed=cfg.seed,
@@ -119,7 +131,7 @@ def train_models(cfg: RunConfig) -> dict[str, Any]:
         "data_fingerprint": data.fingerprint,
         "skipped": [asdict(s) for s in data.skipped],
         "split_sizes": {k: len(v) for k, v in data.splits.items()},
-        "alt_size": len(alt.split("all")[1]) if alt is not None else 0,
+        **{f"{name}_size": len(other.split("all")[1]) for name, other in others.items()},
         "geometry": {"num_frames": cfg.num_frames, "height": cfg.height, "width": cfg.width},
         "seed": cfg.seed,
         "motion": cfg.motion,
@@ -128,22 +140,6 @@ def train_models(cfg: RunConfig) -> dict[str, Any]:
     }
     write_results(cfg.checkpoints / RESULTS, results)
     return results
-
-
-def load_folder(cfg: RunConfig, root: Path) -> VideoDataset:
-    if not root.is_dir():
-        hint = "pass --data DIR" if cfg.data is not None else "run `python -m model_export synth`"
-        raise FileNotFoundError(f"no data folder {root}: {hint}")
-    return load_dataset(
-        root,
-        num_frames=cfg.num_frames,
-        height=cfg.height,
-        width=cfg.width,
-        cache_dir=cfg.cache_dir,
-        seed=cfg.seed,
-        workers=cfg.workers,
-        progress=cfg.progress,
-    )
 
 
 # -- export --------------------------------------------------------------------------
@@ -160,8 +156,9 @@ def export_model(cfg: RunConfig) -> Path:
         "test_macro_f1": round(lstm_entry["test"]["macro_f1"], 4),
         "test_count": lstm_entry["test"]["count"],
     }
-    if "alt" in lstm_entry["extra"]:
-        metrics["alt_style_accuracy"] = round(lstm_entry["extra"]["alt"]["accuracy"], 4)
+    for name, key in (("alt", "alt_style_accuracy"), ("heldout", "heldout_accuracy")):
+        if name in lstm_entry["extra"]:
+            metrics[key] = round(lstm_entry["extra"][name]["accuracy"], 4)
     with timed(cfg, "export"):
         for arch in ("lstm", "mean_pool"):
             model = load_checkpoint(cfg.checkpoints / f"{arch}.pt")
@@ -230,7 +227,8 @@ def write_run_report(cfg: RunConfig, *, onnx_accuracy: float | None = None) -> P
         "data": results["data"],
         "data_fingerprint": results["data_fingerprint"],
         "split_sizes": results["split_sizes"],
-        "alt_style_videos": results["alt_size"],
+        "alt_style_videos": results.get("alt_size", 0),
+        "heldout_videos": results.get("heldout_size", 0),
         "geometry": results["geometry"],
         "seed": results["seed"],
         "motion": results.get("motion", True),

@@ -179,8 +179,9 @@ def plot_comparison(path: Path, doc: Mapping[str, Any]) -> None:
     models = doc["models"]
     names = list(models)
     series = [("test accuracy", "test_accuracy"), ("test macro F1", "macro_f1")]
-    if any("alt_accuracy" in m for m in models.values()):
-        series.append(("alt-style accuracy", "alt_accuracy"))
+    for key, title in OTHER_TITLES.items():
+        if any(f"{key}_accuracy" in m for m in models.values()):
+            series.append((f"{title} accuracy", f"{key}_accuracy"))
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
     width = 0.8 / len(series)
     for k, (label, key) in enumerate(series):

@@ -37,7 +37,7 @@ def score_model(
 def svm_baseline(
     encoder_of: VideoClassifier,
     data: VideoDataset,
-    alt: VideoDataset | None,
+    others: dict[str, VideoDataset],
     *,
     test_clips: npt.NDArray[np.uint8],
     test_targets: npt.NDArray[np.int64],
@@ -54,10 +54,10 @@ def svm_baseline(
         "parameters": int(sum(np.size(c) for c in (svm[-1].coef_, svm[-1].intercept_))),
         "predict_ms_per_clip": predict_ms,
         "extra": {},
-        "note": "Linear SVM on the LSTM model's frame-encoder features, mean-pooled over time.",
+        "note": "Linear SVM on the LSTM model's per-step inputs, mean-pooled over time.",
     }
-    if alt is not None:
-        alt_clips, alt_targets = alt.split("all", serving=True)
-        alt_pred = predict(svm, extract_features(encoder_of, alt_clips))
-        entry["extra"]["alt"] = score(alt_targets, alt_pred, data.labels).as_dict()
+    for name, other in others.items():
+        clips, targets = other.split("all", serving=True)
+        predicted = predict(svm, extract_features(encoder_of, clips))
+        entry["extra"][name] = score(targets, predicted, data.labels).as_dict()
     return entry

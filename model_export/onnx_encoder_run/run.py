@@ -42,10 +42,10 @@ from model_export.pipeline import (
     MEAN_POOL_EPOCHS,
     MODEL_FILE,
     RESULTS,
-    load_folder,
     package_version,
     timed,
 )
+from model_export.sets import evaluation_sets, load_folder
 from model_export.train import History, TrainConfig, seed_everything
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def train_and_export_with_onnx_encoder(cfg: RunConfig, spec: EncoderSpec) -> dic
         "data_fingerprint": data.fingerprint,
         "skipped": [asdict(s) for s in data.skipped],
         "split_sizes": {k: len(v) for k, v in data.splits.items()},
-        "alt_size": len(sets["alt"][1]) if "alt" in sets else 0,
+        **{f"{name}_size": len(sets[name][1]) for name in ("alt", "heldout") if name in sets},
         "geometry": {"num_frames": cfg.num_frames, "height": pre.height, "width": pre.width},
         "seed": cfg.seed,
         "motion": False,
@@ -120,19 +120,6 @@ def train_and_export_with_onnx_encoder(cfg: RunConfig, spec: EncoderSpec) -> dic
     }
     write_results(cfg.checkpoints / RESULTS, results)
     return results
-
-
-def evaluation_sets(
-    frames_cfg: RunConfig, data: VideoDataset
-) -> dict[str, tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]]:
-    """``name -> (clips (n, T, H, W, 3) uint8, targets)``: the test split, and with the
-    synthetic data the ``alt`` style and the held-out renderer where they exist."""
-    sets = {"test": data.split("test", serving=True)}
-    if frames_cfg.data is None:
-        for name, folder in (("alt", frames_cfg.alt_dir), ("heldout", frames_cfg.heldout_dir)):
-            if folder.is_dir():
-                sets[name] = load_folder(frames_cfg, folder).split("all", serving=True)
-    return sets
 
 
 def export_and_score(
