@@ -174,8 +174,9 @@ def plot_accuracy(path: Path, rows: Sequence[Row]) -> None:
         ax.axhline(1 / 8, color="grey", linewidth=0.8, linestyle=":")
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("accuracy")
-    axes[1].legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(TITLES), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
