@@ -9,18 +9,13 @@ import pytest
 
 from model_export.cli import main
 from model_export.evaluation.experiment_page import TITLES, Row, answer
-from tests.support.media import moving_square_frames, write_video
+from tests.support.media import sliding_square_folder
 
 
 @pytest.fixture(scope="module")
 def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("experiment")
-    data = root / "data"
-    for label, direction in (("slide_left", -1), ("slide_right", 1)):
-        (data / label).mkdir(parents=True)
-        for i in range(6):
-            frames = moving_square_frames(10 + i, 48, 64, direction=direction, size=12)
-            write_video(data / label / f"{i}.mp4", frames)
+    data = sliding_square_folder(root / "data")
     args = ["experiment", "--data", str(data), "--docs", str(root / "docs"), "--cache"]
     args += [str(root / "cache"), "--epochs", "1", "--frames", "4", "--height", "32"]
     args += ["--width", "32", "--workers", "1", "--no-progress"]

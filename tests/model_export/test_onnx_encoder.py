@@ -36,7 +36,7 @@ from model_export.pipeline import write_run_report
 from service.app import create_app
 from service.pipeline.inference import CPU, load_model
 from tests.conftest import make_test_settings
-from tests.support.media import moving_square_frames, write_video
+from tests.support.media import sliding_square_folder
 from tests.support.serving import asgi_client
 
 SIDE, T = 32, 4
@@ -97,13 +97,7 @@ def encoder_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = tmp_path_factory.mktemp("videos")
-    for label, direction in zip(LABELS, (-1, 1), strict=True):
-        (data / label).mkdir()
-        for i in range(5):
-            frames = moving_square_frames(12 + i, 48, 64, direction=direction, size=12)
-            write_video(data / label / f"{i}.mp4", frames)
-    return data
+    return sliding_square_folder(tmp_path_factory.mktemp("videos") / "data", LABELS, per_label=5)
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,13 @@ import pytest
 from model_export.cli import main
 from model_export.evaluation.scores import accuracy_interval
 from model_export.export import read_metadata
-from tests.support.media import moving_square_frames, write_video
+from tests.support.media import sliding_square_folder
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("run")
-    data = root / "data"
-    for label, direction in (("slide_left", -1), ("slide_right", 1)):
-        (data / label).mkdir(parents=True)
-        for i in range(6):
-            frames = moving_square_frames(10 + i, 48, 64, direction=direction, size=12)
-            write_video(data / label / f"{i}.mp4", frames)
+    data = sliding_square_folder(root / "data")
     (data / "slide_left" / "corrupt.mp4").write_bytes(b"\x00\x01garbage" * 100)
     (data / "slide_right" / "readme.txt").write_text("not a video")
     args = ["all", "--data", str(data), "--out", str(root / "models"), "--cache"]

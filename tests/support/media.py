@@ -105,6 +105,19 @@ def moving_square_frames(
     return frames
 
 
+def sliding_square_folder(
+    root: Path, labels: tuple[str, str] = ("slide_left", "slide_right"), *, per_label: int = 6
+) -> Path:
+    """``root/<label>/<i>.mp4``: a labelled folder of real videos, the square sliding left
+    for the first label and right for the second, each video a little longer."""
+    for label, direction in zip(labels, (-1, 1), strict=True):
+        (root / label).mkdir(parents=True)
+        for i in range(per_label):
+            frames = moving_square_frames(10 + i, 48, 64, direction=direction, size=12)
+            write_video(root / label / f"{i}.mp4", frames)
+    return root
+
+
 def expected_indices(num_frames: int, count: int) -> npt.NDArray[np.int64]:
     """Index of the frame on screen at each segment centre of a constant-rate video."""
     centres = (np.arange(count) + 0.5) * num_frames / count
