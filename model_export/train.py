@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 Clips = npt.NDArray[np.uint8]
 Targets = npt.NDArray[np.int64]
+Indices = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,17 @@ def seed_everything(seed: int, *, threads: int = 2) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def batch_order(count: int, batch_size: int, rng: np.random.Generator) -> list[Indices]:
+    """A seeded order of ``0..count-1`` in batches, each sorted (reads stay in file order);
+    a last batch of one joins the one before it (BatchNorm needs > 1 clip)."""
+    order = rng.permutation(count)
+    batches = [order[i : i + batch_size] for i in range(0, count, batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < 2:
+        batches[-2] = np.concatenate(batches[-2:])
+        batches.pop()
+    return [np.sort(batch) for batch in batches]
+
+
 def train_one_epoch(
     model: VideoClassifier,
     clips: Clips,
@@ -97,16 +110,12 @@ def train_one_epoch(
     """One pass over ``(N, 3T, H, W, 3) uint8`` clips in a seeded order; returns loss, accuracy."""
     model.train()
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    order = rng.permutation(len(clips))
-    batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-    if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm needs > 1 clip
-        batches[-2] = np.concatenate(batches[-2:])
-        batches.pop()
+    batches = batch_order(len(clips), config.batch_size, rng)
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(batches, desc=desc, unit="batch", leave=False, disable=not config.progress)
     for idx in bar:
-        batch = torch.from_numpy(clips[np.sort(idx)])
-        target = torch.from_numpy(targets[np.sort(idx)])
+        batch = torch.from_numpy(clips[idx])
+        target = torch.from_numpy(targets[idx])
         planes, target = augment_batch(batch, target, config=augment, rng=rng, planes=True)
         logits = model.plane_logits(planes)
         loss = criterion(logits, target)
@@ -132,7 +141,12 @@ def evaluate(
         model(torch.from_numpy(np.ascontiguousarray(clips[i : i + batch_size])))
         for i in range(0, len(clips), batch_size)
     ]
-    p = torch.cat(probs) if probs else torch.zeros((0, model.config.num_classes))
+    return evaluation_of(probs, targets, model.config.num_classes)
+
+
+def evaluation_of(probs: list[torch.Tensor], targets: Targets, num_classes: int) -> Evaluation:
+    """NLL and accuracy of batches of ``(n, C)`` probabilities against ``(N,)`` targets."""
+    p = torch.cat(probs) if probs else torch.zeros((0, num_classes))
     t = torch.from_numpy(targets)
     loss = float(nn.functional.nll_loss(torch.log(p.clamp_min(1e-12)), t)) if len(t) else 0.0
     accuracy = float((p.argmax(1) == t).float().mean()) if len(t) else 0.0
@@ -150,34 +164,69 @@ def fit(
 ) -> History:
     """Train ``model`` in place on ``train`` (3T-frame clips), early-stopping on ``val``
     (T-frame serving clips); leaves the best weights in ``model`` and returns the curves."""
+
+    def one_epoch(step: Stepper, rng: np.random.Generator, desc: str) -> tuple[float, float]:
+        return train_one_epoch(
+            model,
+            *train,
+            optimiser=step.optimiser,
+            scheduler=step.scheduler,
+            augment=augment,
+            rng=rng,
+            config=config,
+            desc=desc,
+        )
+
+    return run_epochs(
+        model,
+        one_epoch,
+        lambda: evaluate(model, *val),
+        count=len(train[0]),
+        config=config,
+        name=name,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Stepper:
+    """The optimiser and its learning-rate schedule, stepped once per batch."""
+
+    optimiser: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+
+def run_epochs(
+    module: nn.Module,
+    one_epoch: Callable[[Stepper, np.random.Generator, str], tuple[float, float]],
+    validate: Callable[[], Evaluation],
+    *,
+    count: int,
+    config: TrainConfig,
+    name: str,
+) -> History:
+    """The loop every trainer shares: seeded AdamW with a one-cycle schedule over ``count``
+    training items, ``one_epoch`` then ``validate`` each epoch, early stopping on validation
+    accuracy (then loss); leaves the best weights in ``module`` and returns the curves."""
     seed_everything(config.seed, threads=config.threads)
     rng = np.random.default_rng(config.seed)
     optimiser = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        module.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    steps_per_epoch = max(1, len(train[0]) // config.batch_size)
+    steps_per_epoch = max(1, count // config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimiser,
         max_lr=config.lr,
         total_steps=config.epochs * (steps_per_epoch + 1),
         pct_start=config.warmup,
     )
+    step = Stepper(optimiser, scheduler)
     history = History()
     best: tuple[float, float] = (-1.0, 0.0)
-    best_state = copy.deepcopy(model.state_dict())
+    best_state = copy.deepcopy(module.state_dict())
     for epoch in range(config.epochs):
         start = time.perf_counter()
-        loss, acc = train_one_epoch(
-            model,
-            *train,
-            optimiser=optimiser,
-            scheduler=scheduler,
-            augment=augment,
-            rng=rng,
-            config=config,
-            desc=f"{name} {epoch + 1}/{config.epochs}",
-        )
-        result = evaluate(model, *val)
+        loss, acc = one_epoch(step, rng, f"{name} {epoch + 1}/{config.epochs}")
+        result = validate()
         history.train_loss.append(loss)
         history.train_accuracy.append(acc)
         history.val_loss.append(result.loss)
@@ -196,11 +245,11 @@ def fit(
         )
         if (result.accuracy, -result.loss) > best:
             best = (result.accuracy, -result.loss)
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(module.state_dict())
             history.best_epoch = epoch
         elif epoch - history.best_epoch >= config.patience:
             log.info("%s: no better val accuracy for %d epochs; stopping", name, config.patience)
             break
-    model.load_state_dict(best_state)
-    model.eval()
+    module.load_state_dict(best_state)
+    module.eval()
     return history

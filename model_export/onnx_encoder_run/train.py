@@ -12,9 +12,7 @@ stopping on validation accuracy, as :mod:`model_export.train`.
 
 from __future__ import annotations
 
-import copy
 import logging
-import time
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +23,15 @@ from tqdm import tqdm
 from model_export.data.augment import AugmentConfig, mirror_targets
 from model_export.data.features import Features, Flip, FrameFeatures
 from model_export.nets.head import TemporalHead
-from model_export.train import Evaluation, History, TrainConfig, seed_everything
+from model_export.train import (
+    Evaluation,
+    History,
+    Stepper,
+    TrainConfig,
+    batch_order,
+    evaluation_of,
+    run_epochs,
+)
 from service.media.timestamps import jittered_indices
 
 log = logging.getLogger(__name__)
@@ -79,13 +85,7 @@ def train_one_epoch(
     """One pass over the training rows in a seeded order; returns loss, accuracy."""
     head.train()
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    order = rng.permutation(len(rows))
-    batches = [
-        np.sort(order[i : i + config.batch_size]) for i in range(0, len(order), config.batch_size)
-    ]
-    if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm needs > 1 clip
-        batches[-2] = np.concatenate(batches[-2:])
-        batches.pop()
+    batches = batch_order(len(rows), config.batch_size, rng)
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(batches, desc=desc, unit="batch", leave=False, disable=not config.progress)
     for idx in bar:
@@ -114,11 +114,7 @@ def evaluate(
         head(torch.from_numpy(np.ascontiguousarray(feats[i : i + batch_size])))
         for i in range(0, len(feats), batch_size)
     ]
-    p = torch.cat(probs) if probs else torch.zeros((0, head.config.num_classes))
-    t = torch.from_numpy(targets)
-    loss = float(nn.functional.nll_loss(torch.log(p.clamp_min(1e-12)), t)) if len(t) else 0.0
-    accuracy = float((p.argmax(1) == t).float().mean()) if len(t) else 0.0
-    return Evaluation(loss=loss, accuracy=accuracy, probabilities=p.numpy())
+    return evaluation_of(probs, targets, head.config.num_classes)
 
 
 def fit(
@@ -133,56 +129,20 @@ def fit(
 ) -> History:
     """Train ``head`` in place on the ``train`` rows' cached features, early-stopping on
     ``val`` (serving-frame features); leaves the best weights in ``head``."""
-    seed_everything(config.seed, threads=config.threads)
-    rng = np.random.default_rng(config.seed)
-    optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, len(train[0]) // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser,
-        max_lr=config.lr,
-        total_steps=config.epochs * (steps_per_epoch + 1),
-        pct_start=config.warmup,
-    )
-    history = History()
-    best: tuple[float, float] = (-1.0, 0.0)
-    best_state = copy.deepcopy(head.state_dict())
-    for epoch in range(config.epochs):
-        start = time.perf_counter()
-        loss, acc = train_one_epoch(
+
+    def one_epoch(step: Stepper, rng: np.random.Generator, desc: str) -> tuple[float, float]:
+        return train_one_epoch(
             head,
             features,
             *train,
-            optimiser=optimiser,
-            scheduler=scheduler,
+            optimiser=step.optimiser,
+            scheduler=step.scheduler,
             augment=augment,
             rng=rng,
             config=config,
-            desc=f"{name} {epoch + 1}/{config.epochs}",
+            desc=desc,
         )
-        result = evaluate(head, *val)
-        history.train_loss.append(loss)
-        history.train_accuracy.append(acc)
-        history.val_loss.append(result.loss)
-        history.val_accuracy.append(result.accuracy)
-        history.lr.append(float(scheduler.get_last_lr()[0]))
-        history.seconds.append(time.perf_counter() - start)
-        log.info(
-            "%s epoch %d: train loss %.3f acc %.3f | val loss %.3f acc %.3f (%.1f s)",
-            name,
-            epoch + 1,
-            loss,
-            acc,
-            result.loss,
-            result.accuracy,
-            history.seconds[-1],
-        )
-        if (result.accuracy, -result.loss) > best:
-            best = (result.accuracy, -result.loss)
-            best_state = copy.deepcopy(head.state_dict())
-            history.best_epoch = epoch
-        elif epoch - history.best_epoch >= config.patience:
-            log.info("%s: no better val accuracy for %d epochs; stopping", name, config.patience)
-            break
-    head.load_state_dict(best_state)
-    head.eval()
-    return history
+
+    return run_epochs(
+        head, one_epoch, lambda: evaluate(head, *val), count=len(train[0]), config=config, name=name
+    )
