@@ -17,15 +17,24 @@ import torch
 from model_export.nets.classifier import ModelConfig, VideoClassifier, build_model
 
 
-def save_checkpoint(path: Path, model: VideoClassifier) -> None:
+def save_atomically(path: Path, obj: object) -> None:
+    """``torch.save(obj)`` to ``path`` through ``PATH.tmp``: a reader (or a run stopped
+    mid-write) sees the old file or the new one, never part of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(obj, tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint(path: Path, model: VideoClassifier) -> None:
     config = asdict(model.config)
     config["backbone_weights"] = (
         str(config["backbone_weights"]) if config["backbone_weights"] else None
     )
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"config": config, "state": model.state_dict()}, tmp)
-    tmp.replace(path)
+    save_atomically(path, {"config": config, "state": model.state_dict()})
 
 
 def load_checkpoint(path: Path) -> VideoClassifier:

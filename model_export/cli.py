@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model_export.config import RunConfig
+from model_export.data.folder import DataLayoutError
+from model_export.device import DeviceError, resolve_device
 from model_export.nets.encoder_spec import EncoderError, EncoderSpec
 from model_export.onnx_encoder_run.options import add_encoder_arguments, encoder_spec
 from model_export.pipeline import (
@@ -24,10 +26,11 @@ from model_export.pipeline import (
     verify_model,
     write_run_report,
 )
+from model_export.resume import ResumeError
 
 log = logging.getLogger("model_export")
 
-STAGES = ("synth", "train", "export", "report", "all", "experiment")
+STAGES = ("synth", "train", "export", "report", "all", "experiment", "encoder-file")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = commands.add_parser("synth", help="generate the synthetic data set only")
     add_synth_arguments(synth)
+    encoder_file = commands.add_parser(
+        "encoder-file", help="a trained checkpoint's per-frame CNN as an --encoder file"
+    )
+    encoder_file.add_argument("checkpoint", type=Path, help="e.g. models/checkpoints/lstm.pt")
+    encoder_file.add_argument("out", type=Path, help="the ONNX file to write")
     for name, text in (
         ("train", "train the LSTM, the mean-pool CNN and the SVM; score them"),
         ("export", "export OUT/vidlstm.onnx and verify it against PyTorch"),
@@ -71,6 +79,17 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=d.workers, help="decode/render processes")
     p.add_argument("--motion", choices=("on", "off"), default="on" if d.motion else "off",
                    help="measurements between frames beside the encoder's features")  # fmt: skip
+    p.add_argument("--split-files", type=Path, nargs="+", metavar="LIST", default=(),
+                   help="TRAIN.txt TEST.txt [VAL.txt]: official split lists (UCF101's "
+                   "format: a path relative to --data a line, then maybe a class id)")  # fmt: skip
+    p.add_argument("--group-pattern", default=d.group_pattern, metavar="REGEX",
+                   help="clips whose names share this regex's first group come from one "
+                   "video and stay in one split; 'auto': UCF101's _g(\\d+)_ when every name "
+                   "has it; 'none': no groups")  # fmt: skip
+    p.add_argument("--resume", action="store_true",
+                   help="continue a stopped run from its last epoch checkpoint")  # fmt: skip
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device,
+                   help="where to train; auto: CUDA when torch sees a GPU")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--docs", type=Path, default=Path("docs"), help="experiment: where to write")
     add_encoder_arguments(p)
@@ -93,11 +112,23 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         workers=args.workers,
         progress=not args.no_progress,
         motion=args.motion == "on",
+        split_files=tuple(args.split_files),
+        group_pattern=None if args.group_pattern == "none" else args.group_pattern,
+        resume=args.resume,
+        device=args.device,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    try:
+        return _main(parser, argv)
+    except (DataLayoutError, DeviceError, ResumeError) as err:  # a message, not a traceback
+        log.error("%s", err)
+        return 2
+
+
+def _main(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
@@ -107,7 +138,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run_synth(args)
         return 0
+    if args.command == "encoder-file":
+        from model_export.onnx_encoder_run.encoder_file import export_encoder_file  # noqa: PLC0415
+
+        export_encoder_file(args.checkpoint, args.out)
+        return 0
+    if args.split_files and not 2 <= len(args.split_files) <= 3:
+        parser.error("--split-files takes TRAIN.txt TEST.txt [VAL.txt]")
     cfg = run_config(args)
+    resolve_device(cfg.device)  # no GPU where one was asked for: fail before decoding
     try:
         spec = encoder_spec(args)
     except EncoderError as err:

@@ -40,6 +40,15 @@ class RunConfig:
     # features, for every architecture alike (model_export.nets.classifier).
     motion: bool = True
     name: str = "vidlstm"
+    # Splits of a user's folder: official lists (train, test[, val]; UCF101's format), and
+    # the rule that keeps the clips of one source video together ("auto": UCF101/HMDB51's
+    # `_g<group>_` when every file name has it; None: no groups).
+    split_files: tuple[Path, ...] = ()
+    group_pattern: str | None = "auto"
+    # Training: continue a stopped run from OUT/checkpoints/<model>.state.pt, and where
+    # to train ("auto": CUDA when torch sees one).
+    resume: bool = False
+    device: str = "auto"
     timings: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -40,9 +40,9 @@ def run_experiment(cfg: RunConfig) -> list[Row]:
     """Train and score every model of the experiment; returns its rows."""
     data = load_folder(cfg, cfg.train_dir)
     sets = evaluation_sets(cfg, data)
-    train, val = data.split("train"), data.split("val", serving=True)
+    train, val = data.view("train"), data.view("val", serving=True)
     augment = default_config(data.labels, num_frames=cfg.num_frames)
-    config = TrainConfig(epochs=cfg.epochs, seed=cfg.seed, progress=cfg.progress)
+    config = TrainConfig(epochs=cfg.epochs, seed=cfg.seed, progress=cfg.progress, device=cfg.device)
     rows: list[Row] = []
     for motion in (False, True):
         run = replace(cfg, motion=motion)
@@ -69,7 +69,7 @@ def run_experiment(cfg: RunConfig) -> list[Row]:
             )
             for split, (x, y) in sets.items()
         ]
-        served_clips, served_targets = data.split("train", serving=True)
+        served_clips, served_targets = data.view("train", serving=True)
         svm = fit_svm(extract_features(lstm, served_clips), served_targets, seed=cfg.seed)
         for split, (x, y) in sets.items():
             correct = predict(svm, extract_features(lstm, x)) == y

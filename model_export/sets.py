@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model_export.config import RunConfig
-from model_export.data.dataset import VideoDataset, load_dataset
+from model_export.data.dataset import Decoder, VideoDataset, load_dataset
 
 
 def generalisation_sets(cfg: RunConfig, data: VideoDataset) -> dict[str, VideoDataset]:
@@ -43,10 +43,12 @@ def evaluation_sets(
     return sets
 
 
-def load_folder(cfg: RunConfig, root: Path) -> VideoDataset:
-    if not root.is_dir():
-        hint = "pass --data DIR" if cfg.data is not None else "run `python -m model_export synth`"
-        raise FileNotFoundError(f"no data folder {root}: {hint}")
+def load_folder(cfg: RunConfig, root: Path, *, decoder: Decoder | None = None) -> VideoDataset:
+    """``root`` decoded and split as ``cfg`` says; its split lists and grouping apply to
+    the training folder only (the generalisation sets are evaluated whole)."""
+    if cfg.data is None and not root.is_dir():
+        raise FileNotFoundError(f"no data folder {root}: run `python -m model_export synth`")
+    training = root == cfg.train_dir
     return load_dataset(
         root,
         num_frames=cfg.num_frames,
@@ -56,4 +58,7 @@ def load_folder(cfg: RunConfig, root: Path) -> VideoDataset:
         seed=cfg.seed,
         workers=cfg.workers,
         progress=cfg.progress,
+        split_files=cfg.split_files if training else (),
+        group_pattern=cfg.group_pattern if training else None,
+        decoder=decoder,
     )

@@ -1,11 +1,18 @@
-"""Cache: every file decoded once through the serving path, kept as one memory map.
+"""Cache: every file decoded once through the serving path, kept as one ``.npy`` file.
 
 Each file is decoded by :func:`service.media.clip.decode_clip` with ``3 T``
 frames (temporal jitter picks one of each three; the frames ``1::3`` are the
 serving clip), in worker processes, and stored in one ``(N, 3T, H, W, 3) uint8``
 ``.npy`` keyed by the file list, sizes, mtimes and geometry, so epochs and
-re-runs never decode again. A file that does not decode, or is too short, is
-recorded with its reason; it never stops the run.
+re-runs never decode again; batches read it by rows
+(:class:`~model_export.data.store.RowStore`). A file that does not decode, or is
+too short, is recorded with its reason; it never stops the run.
+
+Decoding is resumable: rows go into ``KEY.partial.npy`` and each finished file
+is appended to ``KEY.journal.jsonl`` (after its row is on disk), so a stopped
+run goes on from the first file the journal lacks. :func:`decode_rows` is the
+loop; what a row becomes (pixels here, an encoder's features in
+:mod:`model_export.data.features`) is its ``sink``'s business.
 """
 
 from __future__ import annotations
@@ -14,18 +21,19 @@ import hashlib
 import json
 import logging
 import multiprocessing
-import os
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
 from model_export.data.folder import VideoFile
+from model_export.data.store import RowStore, RowWriter, create_rows
 from service.core.errors import VideoError
 from service.media.clip import decode_clip
 
@@ -33,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when what a cache holds changes
 OVERSAMPLE = 3  # frames decoded per served frame (temporal jitter picks one of each 3)
+SYNC_EVERY = 16  # rows made durable (and journalled) at a time
 
 Clips = npt.NDArray[np.uint8]
 
@@ -68,17 +77,26 @@ def data_fingerprint(entries: Sequence[tuple[str, str, str]]) -> str:
     return h.hexdigest()
 
 
-def load_cache(cache_dir: Path, key: str) -> tuple[Clips | None, dict[str, Any]]:
+def load_cache(cache_dir: Path, key: str) -> tuple[RowStore | None, dict[str, Any]]:
     index_path, clips_path = cache_dir / f"{key}.json", cache_dir / f"{key}.npy"
     if not (index_path.is_file() and clips_path.is_file()):
         return None, {}
     try:
         index = json.loads(index_path.read_text())
-        clips: Clips = np.load(clips_path, mmap_mode="r")
+        clips = RowStore(clips_path)
     except (OSError, ValueError) as err:
         log.warning("ignoring an unreadable cache %s: %s", clips_path, err)
         return None, {}
     return clips, index
+
+
+class Sink(Protocol):
+    """Where decoded rows go: ``write`` one file's ``(3T, H, W, 3)`` frames as row ``row``;
+    ``sync`` makes what was written durable."""
+
+    def write(self, row: int, frames: Clips) -> None: ...
+
+    def sync(self) -> None: ...
 
 
 def build_cache(
@@ -90,51 +108,108 @@ def build_cache(
     *,
     workers: int,
     progress: bool,
-) -> tuple[Clips, dict[str, Any]]:
+) -> tuple[RowStore, dict[str, Any]]:
+    """Decode ``files`` (or the rest of them, after a stopped run) into ``KEY.npy``."""
     frames, height, width, _ = geometry
     cache_dir.mkdir(parents=True, exist_ok=True)
     clips_path, index_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-    tmp = cache_dir / f"{key}.{os.getpid()}.npy.tmp"
-    kept: list[bool] = []
-    digests: list[str] = []
-    skipped: list[dict[str, str]] = []
-    try:
-        out = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.uint8, shape=(len(files), frames, height, width, 3)
+    partial, journal = cache_dir / f"{key}.partial.npy", cache_dir / f"{key}.journal.jsonl"
+    shape = (len(files), frames, height, width, 3)
+    if not (partial.is_file() and RowStore(partial).shape == shape):
+        create_rows(partial, shape, np.uint8)
+        journal.unlink(missing_ok=True)
+    with RowWriter(partial) as sink:
+        entries = decode_rows(
+            root, files, geometry, sink, journal=journal, workers=workers, progress=progress
         )
-        results = _decode_all(root, files, geometry, workers=workers)
-        bar = tqdm(results, total=len(files), desc="decode", unit="video", disable=not progress)
-        for i, result in enumerate(bar):
-            digests.append(result.sha256)
-            kept.append(result.frames is not None)
-            if result.frames is None:
-                skipped.append(asdict(SkippedFile(files[i].rel, result.reason)))
-            else:
-                out[i] = result.frames
-        out.flush()
-        del out
-        tmp.replace(clips_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    index = {"version": CACHE_VERSION, "kept": kept, "sha256": digests, "skipped": skipped}
+    partial.replace(clips_path)
+    index = {
+        "version": CACHE_VERSION,
+        "kept": [not e["reason"] for e in entries],
+        "sha256": [e["sha256"] for e in entries],
+        "skipped": [
+            asdict(SkippedFile(f.rel, e["reason"]))
+            for f, e in zip(files, entries, strict=True)
+            if e["reason"]
+        ],
+    }
     index_tmp = index_path.with_suffix(".json.tmp")
     index_tmp.write_text(json.dumps(index))
     index_tmp.replace(index_path)  # written last: its presence marks a complete cache
-    clips: Clips = np.load(clips_path, mmap_mode="r")
-    return clips, index
+    journal.unlink(missing_ok=True)
+    return RowStore(clips_path), index
+
+
+def decode_rows(
+    root: Path,
+    files: Sequence[VideoFile],
+    geometry: tuple[int, int, int, int],
+    sink: Sink,
+    *,
+    journal: Path,
+    workers: int,
+    progress: bool,
+    desc: str = "decode",
+) -> list[dict[str, str]]:
+    """Decode every file the journal lacks into ``sink``; returns each file's entry
+    ``{"sha256", "reason"}`` (reason ``""``: decoded), the journal's first."""
+    entries = read_journal(journal)[: len(files)]
+    if entries:
+        log.info("resuming %s: %d of %d files already done", desc, len(entries), len(files))
+    bar = tqdm(total=len(files), initial=len(entries), desc=desc, unit="video",
+               disable=not progress)  # fmt: skip
+    pending: list[dict[str, str]] = []
+    with bar, journal.open("a") as log_file:
+        start = len(entries)
+        for row, result in enumerate(_decode_all(root, files[start:], geometry, workers), start):
+            if result.frames is not None:
+                sink.write(row, result.frames)
+            pending.append({"sha256": result.sha256, "reason": result.reason})
+            bar.update()
+            if len(pending) >= SYNC_EVERY or row == len(files) - 1:
+                sink.sync()  # the rows first, then the journal that counts them
+                log_file.write("".join(json.dumps(e) + "\n" for e in pending))
+                log_file.flush()
+                entries += pending
+                pending = []
+    return entries
+
+
+def read_journal(path: Path) -> list[dict[str, str]]:
+    """The entries of complete lines (a line cut short by a crash is dropped)."""
+    if not path.is_file():
+        return []
+    entries = []
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            break
+        if not isinstance(entry, dict) or not {"sha256", "reason"} <= entry.keys():
+            break
+        entries.append(entry)
+    return entries
 
 
 def _decode_all(
-    root: Path, files: Sequence[VideoFile], geometry: tuple[int, int, int, int], *, workers: int
+    root: Path, files: Sequence[VideoFile], geometry: tuple[int, int, int, int], workers: int
 ) -> Iterator[Decoded]:
-    jobs = [(root / f.rel, geometry) for f in files]
+    """Each file's :class:`Decoded`, in order; at most a few files ahead in flight, so
+    memory holds a handful of decoded clips whatever the folder's size."""
+    jobs = ((root / f.rel, geometry) for f in files)
     if workers <= 1:
         yield from (_decode_one(job) for job in jobs)
         return
     # spawn, not fork: the parent may hold torch's thread pools.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        yield from pool.map(_decode_one, jobs, chunksize=4)
+        window: deque[Future[Decoded]] = deque()
+        for job in jobs:
+            window.append(pool.submit(_decode_one, job))
+            if len(window) >= 4 * workers:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
 
 
 def _decode_one(job: tuple[Path, tuple[int, int, int, int]]) -> Decoded:
@@ -154,3 +229,25 @@ def _decode_one(job: tuple[Path, tuple[int, int, int, int]]) -> Decoded:
     if distinct < min_frames:
         return Decoded(None, f"too short: {distinct} frames, need {min_frames}", digest)
     return Decoded(clip.frames, "", digest)
+
+
+def serving_batches(
+    root: Path,
+    files: Sequence[VideoFile],
+    geometry: tuple[int, int, int, int],
+    *,
+    batch: int,
+    workers: int,
+) -> Iterator[tuple[npt.NDArray[np.int64], Clips]]:
+    """Decode ``files`` again as the service would (``geometry[0]`` frames each), ``batch``
+    files at a time: ``(positions of the decoded files, (b, T, H, W, 3) uint8)``. Files
+    that no longer decode are left out of their batch (their positions say which)."""
+    positions: list[int] = []
+    clips: list[Clips] = []
+    for i, result in enumerate(_decode_all(root, files, geometry, workers)):
+        if result.frames is not None:
+            positions.append(i)
+            clips.append(result.frames)
+        if len(clips) == batch or (i == len(files) - 1 and clips):
+            yield np.asarray(positions, dtype=np.int64), np.stack(clips)
+            positions, clips = [], []

@@ -1,43 +1,44 @@
 """Features: every decoded frame of a data set through a frozen encoder, once, cached.
 
 A frozen encoder gives the same features every epoch, so they are computed
-once: for each clip of the decoded-clip cache (``(N, 3T, H, W, 3) uint8``, all
-``3 T`` frames so that temporal jitter can still pick one of each three),
-``(N, 3T, F) float32``, stored as ``.npy`` memory maps under
-``CACHE/features/``. The plain frames get one array, and so does each spatial
-mirror the labels allow (horizontal, vertical, both), since a flipped frame's
-features are not a permutation of the frame's own.
+once, straight from the videos: each file is decoded through the serving path
+(all ``3 T`` frames, so that temporal jitter can still pick one of each three)
+and its frames go through the encoder at once; the cache keeps the features,
+``(N, 3T, F) float32`` (``4 x 3T x F`` bytes a video), never the pixels
+(``3T x H x W x 3`` bytes a video: 7.2 MB at 224 x 224). The plain frames get
+one array, and so does each spatial mirror the labels allow (horizontal,
+vertical, both), since a flipped frame's features are not a permutation of
+the frame's own. The files live under ``CACHE/features/``, read by rows.
 
-The key covers the decoded clips (their cache file and the data fingerprint),
-the encoder file's sha256 and the preprocessing. An interrupted run resumes
-where it stopped: rows are written in order and a counter beside the partial
-array says how many are done.
+The key covers the files (paths, sizes, mtimes), the geometry, the encoder
+file's sha256, its output and preprocessing, and the mirrors. An interrupted
+run resumes at the first file its journal lacks
+(:func:`model_export.data.cache.decode_rows`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm
 
 from model_export.data.augment import AugmentConfig
-from model_export.data.cache import OVERSAMPLE, Clips
-from model_export.data.dataset import VideoDataset
-from model_export.nets.encoder_spec import EncoderInfo
+from model_export.data.cache import OVERSAMPLE, Clips, SkippedFile, cache_key, decode_rows
+from model_export.data.folder import VideoFile
+from model_export.data.store import Rows, RowStore, RowWriter, create_rows
 from model_export.nets.onnx_encoder import OnnxEncoder
 
 log = logging.getLogger(__name__)
 
-FEATURES_VERSION = 1  # bump when what a feature cache holds changes
-CLIPS_PER_CHUNK = 8  # rows written (and counted as done) at a time
+FEATURES_VERSION = 2  # bump when what a feature cache holds changes
 
 Features = npt.NDArray[np.float32]
 
@@ -76,11 +77,11 @@ def allowed_flips(config: AugmentConfig) -> tuple[Flip, ...]:
 
 @dataclass(frozen=True)
 class FrameFeatures:
-    """Cached per-frame features: ``views[flip]`` is ``(N, 3T, F) float32`` (read-only
-    memory maps, rows in the order of the data set's clips; skipped files are zeros)."""
+    """Cached per-frame features: ``views[flip]`` is an ``(N, 3T, F) float32`` store read
+    by rows, in the order of the folder's files (skipped files are zeros)."""
 
     key: str
-    views: dict[Flip, Features]
+    views: Mapping[Flip, Rows]
 
     @property
     def feature_dim(self) -> int:
@@ -90,117 +91,133 @@ class FrameFeatures:
         """``(n, T, F)``: the features of exactly the frames the service decodes."""
         return np.ascontiguousarray(self.views[PLAIN][rows][:, 1::OVERSAMPLE])
 
+    def pooled(self, rows: npt.NDArray[np.int64], *, chunk: int = 256) -> Features:
+        """``(n, F)``: the serving frames' features averaged over time, read ``chunk``
+        rows at a time (a split's features need not fit in memory at once)."""
+        parts = [self.serving(rows[i : i + chunk]).mean(axis=1) for i in range(0, len(rows), chunk)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.feature_dim), np.float32)
 
-def features_key(data: VideoDataset, info: EncoderInfo) -> str:
-    """Hash of what the features depend on: the clips, the encoder file, preprocessing."""
-    clips = data.clips
-    source = Path(clips.filename).stem if isinstance(clips, np.memmap) and clips.filename else ""
+
+def features_key(
+    files: Sequence[VideoFile],
+    geometry: tuple[int, int, int, int],
+    encoder: OnnxEncoder,
+    flips: Sequence[Flip],
+) -> str:
+    """Hash of what the features depend on: the files, geometry, encoder, mirrors."""
+    info = encoder.info
     payload = [
         FEATURES_VERSION,
-        source,
-        data.fingerprint,
-        list(clips.shape),
+        cache_key(files, geometry),
         info.sha256,
         info.output_name,
         info.preprocessing.as_dict(),
+        sorted(f.name for f in flips),
     ]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def extract_features(
-    data: VideoDataset,
+class FeatureSink:
+    """Decoded ``(3T, H, W, 3)`` frames -> the encoder's ``(3T, F)`` features of each
+    mirror, written as one row of each mirror's array."""
+
+    def __init__(self, encoder: OnnxEncoder, writers: dict[Flip, RowWriter]) -> None:
+        self.encoder, self.writers = encoder, writers
+
+    def write(self, row: int, frames: Clips) -> None:
+        for flip, writer in self.writers.items():
+            mirrored = np.ascontiguousarray(flip.apply(frames[None])[0])
+            writer.write(row, self.encoder.encode(mirrored))
+
+    def sync(self) -> None:
+        for writer in self.writers.values():
+            writer.sync()
+
+
+def decode_features(
+    root: Path,
+    files: Sequence[VideoFile],
+    geometry: tuple[int, int, int, int],
     encoder: OnnxEncoder,
     *,
     cache_dir: Path,
     flips: Sequence[Flip] = (PLAIN,),
+    workers: int = 2,
     progress: bool = True,
-) -> FrameFeatures:
-    """Features of every frame of every usable clip, for each of ``flips`` (cached).
-
-    The encoder runs only for what the cache lacks; a complete cache never opens it.
-    """
+) -> tuple[FrameFeatures, dict[str, Any]]:
+    """Features of every frame of every file under ``root`` for each of ``flips``, and the
+    decode index (``kept``, ``sha256``, ``skipped``), as :func:`~model_export.data.cache.
+    build_cache` gives for pixels. The encoder runs only for what the cache lacks."""
+    _, height, width, _ = geometry
     pre = encoder.info.preprocessing
-    if data.clips.shape[2:4] != (pre.height, pre.width):
+    if (height, width) != (pre.height, pre.width):
         raise ValueError(
-            f"clips are {data.clips.shape[2:4]} but the encoder takes {pre.height}x{pre.width}"
+            f"frames of {height}x{width} but the encoder takes {pre.height}x{pre.width}"
         )
-    key = features_key(data, encoder.info)
+    flips = tuple(sorted(set(flips), key=lambda f: f.name))
+    key = features_key(files, geometry, encoder, flips)
     folder = cache_dir / "features"
-    rows = np.sort(np.concatenate(list(data.splits.values()))).astype(np.int64)
-    views: dict[Flip, Features] = {}
-    missing = [f for f in flips if not (folder / f"{key}.{f.name}.npy").is_file()]
-    if missing:
-        folder.mkdir(parents=True, exist_ok=True)
-        done = {f: _done(folder, key, f) for f in missing}
-        bar = tqdm(
-            total=len(rows) * len(missing),
-            initial=sum(done.values()),
-            desc="features",
-            unit="clip",
-            disable=not progress,
-        )
-        with bar:
-            for flip in missing:
-                _fill(
-                    data.clips,
-                    rows,
-                    encoder,
-                    folder=folder,
-                    key=key,
-                    flip=flip,
-                    done=done[flip],
-                    bar=bar,
-                )
-    else:
+    index_path = folder / f"{key}.json"
+    final = {flip: folder / f"{key}.{flip.name}.npy" for flip in flips}
+    if index_path.is_file() and all(p.is_file() for p in final.values()):
         log.info("reusing encoder features from %s", folder / f"{key}.*.npy")
-    for flip in flips:
-        views[flip] = np.load(folder / f"{key}.{flip.name}.npy", mmap_mode="r")
-    return FrameFeatures(key=key, views=views)
+        index = json.loads(index_path.read_text())
+    else:
+        partial = {flip: folder / f"{key}.{flip.name}.partial.npy" for flip in flips}
+        journal = folder / f"{key}.journal.jsonl"
+        shape = (len(files), geometry[0], encoder.feature_dim)
+        with _writers(partial, shape, journal) as writers:
+            entries = decode_rows(
+                root,
+                files,
+                geometry,
+                FeatureSink(encoder, writers),
+                journal=journal,
+                workers=workers,
+                progress=progress,
+                desc="decode + encode",
+            )
+        for flip, path in partial.items():
+            path.replace(final[flip])
+        index = _write_index(folder, key, files, entries)
+    views: dict[Flip, Rows] = {flip: RowStore(path) for flip, path in final.items()}
+    return FrameFeatures(key=key, views=views), index
 
 
-def _done(folder: Path, key: str, flip: Flip) -> int:
-    """How many rows an interrupted run already wrote (0 if none, or unreadable)."""
-    partial, counter = _partial(folder, key, flip)
+@contextlib.contextmanager
+def _writers(
+    partial: dict[Flip, Path], shape: tuple[int, int, int], journal: Path
+) -> Iterator[dict[Flip, RowWriter]]:
+    """Writers of the partial arrays: those of a stopped run are kept (``journal`` says
+    which rows are done); otherwise new arrays, and no journal."""
+    if not all(p.is_file() and RowStore(p).shape == shape for p in partial.values()):
+        for path in partial.values():
+            create_rows(path, shape, np.float32)
+        journal.unlink(missing_ok=True)
+    writers = {flip: RowWriter(path) for flip, path in partial.items()}
     try:
-        return int(counter.read_text()) if partial.is_file() else 0
-    except (OSError, ValueError):
-        return 0
+        yield writers
+    finally:
+        for writer in writers.values():
+            writer.close()
 
 
-def _partial(folder: Path, key: str, flip: Flip) -> tuple[Path, Path]:
-    return folder / f"{key}.{flip.name}.partial.npy", folder / f"{key}.{flip.name}.done"
-
-
-def _fill(
-    clips: Clips,
-    rows: npt.NDArray[np.int64],
-    encoder: OnnxEncoder,
-    *,
-    folder: Path,
-    key: str,
-    flip: Flip,
-    done: int,
-    bar: tqdm,
-) -> None:
-    """Compute ``flip``'s features from row ``done`` of ``rows`` on; rename when complete."""
-    partial, counter = _partial(folder, key, flip)
-    n, frames = clips.shape[0], clips.shape[1]
-    shape = (n, frames, encoder.feature_dim)
-    out: np.memmap[Any, np.dtype[np.float32]] = np.lib.format.open_memmap(
-        partial, mode="r+" if done else "w+", dtype=np.float32, shape=None if done else shape
-    )
-    if out.shape != shape:  # a partial array from another encoder output: start again
-        del out
-        done = 0
-        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
-    for start in range(done, len(rows), CLIPS_PER_CHUNK):
-        chunk = rows[start : start + CLIPS_PER_CHUNK]
-        batch = np.ascontiguousarray(flip.apply(np.asarray(clips[chunk])))
-        feats = encoder.encode(batch.reshape(-1, *batch.shape[2:]))
-        out[chunk] = feats.reshape(len(chunk), frames, -1)
-        out.flush()
-        counter.write_text(str(start + len(chunk)))
-        bar.update(len(chunk))
-    del out
-    partial.replace(folder / f"{key}.{flip.name}.npy")
-    counter.unlink(missing_ok=True)
+def _write_index(
+    folder: Path, key: str, files: Sequence[VideoFile], entries: Sequence[dict[str, str]]
+) -> dict[str, Any]:
+    """``KEY.json``: which files decoded, their sha256, why the others did not. Written
+    last: its presence marks a complete feature set."""
+    index = {
+        "kept": [not e["reason"] for e in entries],
+        "sha256": [e["sha256"] for e in entries],
+        "skipped": [
+            asdict(SkippedFile(f.rel, e["reason"]))
+            for f, e in zip(files, entries, strict=True)
+            if e["reason"]
+        ],
+    }
+    tmp = folder / f"{key}.json.tmp"
+    tmp.write_text(json.dumps(index))
+    tmp.replace(folder / f"{key}.json")
+    (folder / f"{key}.journal.jsonl").unlink(missing_ok=True)
+    return index

@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from torch import nn
 
+from model_export.data.store import Rows
 from model_export.nets.classifier import VideoClassifier
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,7 @@ class PooledFeatures(nn.Module):
 
 
 @torch.no_grad()
-def extract_features(
-    model: VideoClassifier, clips: npt.NDArray[np.uint8], *, batch_size: int = 64
-) -> Features:
+def extract_features(model: VideoClassifier, clips: Rows, *, batch_size: int = 64) -> Features:
     """Mean-pooled per-step inputs of ``(N, T, H, W, 3) uint8`` clips: ``(N, S) float32``."""
     pooled = PooledFeatures(model).eval()
     chunks = [

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,8 +28,11 @@ import onnxruntime as ort
 from model_export.checkpoint import write_results
 from model_export.config import RunConfig
 from model_export.data.augment import default_config
-from model_export.data.dataset import VideoDataset
-from model_export.data.features import FrameFeatures, allowed_flips, extract_features
+from model_export.data.cache import OVERSAMPLE, serving_batches
+from model_export.data.dataset import Geometry, VideoDataset
+from model_export.data.features import PLAIN, FrameFeatures, allowed_flips, decode_features
+from model_export.data.folder import VideoFile
+from model_export.data.store import Rows, RowView
 from model_export.evaluation.baselines import shuffled_frames
 from model_export.evaluation.scores import score
 from model_export.evaluation.svm import fit_svm, predict
@@ -39,14 +44,18 @@ from model_export.nets.onnx_encoder import OnnxEncoder, open_session
 from model_export.onnx_encoder_run.compose import publish, staged_composition
 from model_export.onnx_encoder_run.train import fit
 from model_export.pipeline import (
+    LSTM_PATIENCE,
     MEAN_POOL_EPOCHS,
     MODEL_FILE,
     RESULTS,
     package_version,
+    resumable,
     timed,
+    training_config,
+    write_splits,
 )
-from model_export.sets import evaluation_sets, load_folder
-from model_export.train import History, TrainConfig, seed_everything
+from model_export.sets import generalisation_sets, load_folder
+from model_export.train import History, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +71,30 @@ def train_and_export_with_onnx_encoder(cfg: RunConfig, spec: EncoderSpec) -> dic
     if (cfg.height, cfg.width) != (pre.height, pre.width):
         log.info("frames are decoded at the encoder's %dx%d", pre.height, pre.width)
     frames_cfg = replace(cfg, height=pre.height, width=pre.width)
-    with timed(cfg, "decode"):
-        data = load_folder(frames_cfg, cfg.train_dir)
-    augment = default_config(data.labels, num_frames=cfg.num_frames)
+    encoder = OnnxEncoder(info)
+    made: list[FrameFeatures] = []
+
+    def decode(
+        root: Path, files: Sequence[VideoFile], labels: tuple[str, ...], geometry: Geometry
+    ) -> tuple[Rows, dict[str, Any]]:
+        """Each file straight into the encoder's features (of every mirror the labels
+        allow): the cache holds no pixels."""
+        flips = allowed_flips(default_config(labels, num_frames=cfg.num_frames))
+        features, index = decode_features(
+            root, files, geometry, encoder, cache_dir=cfg.cache_dir, flips=flips,
+            workers=cfg.workers, progress=cfg.progress,
+        )  # fmt: skip
+        made.append(features)
+        return features.views[PLAIN], index
+
     with timed(cfg, "features"):
-        features = extract_features(
-            data,
-            OnnxEncoder(info),
-            cache_dir=cfg.cache_dir,
-            flips=allowed_flips(augment),
-            progress=cfg.progress,
-        )
+        data = load_folder(frames_cfg, cfg.train_dir, decoder=decode)
+    features = made[0]
+    write_splits(cfg, data)
+    augment = default_config(data.labels, num_frames=cfg.num_frames)
     train_rows, val_rows = data.splits["train"], data.splits["val"]
     val = (features.serving(val_rows), data.targets[val_rows])
-    tc = TrainConfig(epochs=cfg.epochs, seed=cfg.seed, progress=cfg.progress)
+    tc = training_config(cfg, patience=LSTM_PATIENCE)
     baseline_tc = replace(tc, epochs=min(cfg.epochs, MEAN_POOL_EPOCHS), patience=4)
     heads: dict[str, tuple[TemporalHead, History]] = {}
     for arch in ARCHS:
@@ -89,15 +108,16 @@ def train_and_export_with_onnx_encoder(cfg: RunConfig, spec: EncoderSpec) -> dic
                 (train_rows, data.targets[train_rows]),
                 val,
                 augment=augment,
-                config=tc if arch == "lstm" else baseline_tc,
+                config=resumable(tc if arch == "lstm" else baseline_tc, cfg, f"{arch}_head"),
                 name=arch,
+                data_key=data.fingerprint,
             )
         save_head(cfg.checkpoints / f"{arch}_head.pt", head)
         heads[arch] = (head, history)
     models: dict[str, dict[str, Any]] = {}
     with timed(cfg, "svm"):
         models["svm"] = svm_baseline(features, data, seed=cfg.seed)
-    sets = evaluation_sets(frames_cfg, data)
+    sets = {"test": test_source(frames_cfg, data), **generalisation_sources(frames_cfg, data)}
     with timed(cfg, "export"):
         for name, (head, history) in heads.items():
             models[name] = export_and_score(cfg, info, head, data, sets, arch=name)
@@ -108,7 +128,7 @@ def train_and_export_with_onnx_encoder(cfg: RunConfig, spec: EncoderSpec) -> dic
         "data_fingerprint": data.fingerprint,
         "skipped": [asdict(s) for s in data.skipped],
         "split_sizes": {k: len(v) for k, v in data.splits.items()},
-        **{f"{name}_size": len(sets[name][1]) for name in ("alt", "heldout") if name in sets},
+        **{f"{name}_size": sets[name].count for name in ("alt", "heldout") if name in sets},
         "geometry": {"num_frames": cfg.num_frames, "height": pre.height, "width": pre.width},
         "seed": cfg.seed,
         "motion": False,
@@ -127,7 +147,7 @@ def export_and_score(
     info: EncoderInfo,
     head: TemporalHead,
     data: VideoDataset,
-    sets: dict[str, tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]],
+    sets: dict[str, ClipSource],
     *,
     arch: str,
 ) -> dict[str, Any]:
@@ -140,12 +160,14 @@ def export_and_score(
         info, head, directory=target.parent, lengths=lengths, seed=cfg.seed
     ) as (proto, staged):
         session = open_session(staged)
-        scored = {name: _scores(session, *clips, data.labels) for name, clips in sets.items()}
-        if arch == "lstm":
-            clips, targets = sets["test"]
-            scored["shuffled"] = _scores(
-                session, shuffled_frames(clips, cfg.seed), targets, data.labels
-            )
+        scored: dict[str, dict[str, Any]] = {}
+        for name, source in sets.items():
+            views: dict[str, Transform] = {name: lambda clips, _: clips}
+            if name == "test" and arch == "lstm":
+                views["shuffled"] = lambda clips, start: shuffled_frames(
+                    clips, cfg.seed, first=start
+                )
+            scored |= _scores(session, source, views, data.labels)
         test = scored.pop("test")
         metrics: dict[str, Any] = {
             "test_accuracy": round(test["accuracy"], 4),
@@ -180,8 +202,8 @@ def svm_baseline(features: FrameFeatures, data: VideoDataset, *, seed: int) -> d
     """A linear SVM on the heads' per-step inputs (the encoder's features of the serving
     frames), mean-pooled over time."""
     train_rows, test_rows = data.splits["train"], data.splits["test"]
-    svm = fit_svm(features.serving(train_rows).mean(axis=1), data.targets[train_rows], seed=seed)
-    pooled = features.serving(test_rows).mean(axis=1)
+    svm = fit_svm(features.pooled(train_rows), data.targets[train_rows], seed=seed)
+    pooled = features.pooled(test_rows)
     start = time.perf_counter()
     predictions = predict(svm, pooled)
     predict_ms = 1000 * (time.perf_counter() - start) / max(len(pooled), 1)
@@ -200,18 +222,74 @@ def encoder_parameters(info: EncoderInfo) -> int:
     return int(sum(np.prod(t.dims, dtype=np.int64) for t in proto.graph.initializer))
 
 
+Clips = npt.NDArray[np.uint8]
+Targets = npt.NDArray[np.int64]
+Transform = Callable[[Clips, int], Clips]  # a batch and its first position -> what to score
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """A set to score, read batch by batch (never whole): ``batches()`` yields ``(b, T, H,
+    W, 3) uint8`` clips as the service decodes them and their ``(b,)`` targets."""
+
+    count: int
+    batches: Callable[[], Iterator[tuple[Clips, Targets]]]
+
+
+def test_source(cfg: RunConfig, data: VideoDataset) -> ClipSource:
+    """The test split's files decoded again at the served geometry (the cache holds
+    features, not pixels)."""
+    rows = data.splits["test"]
+    files = [data.video_files[i] for i in rows]
+    geometry = (cfg.num_frames, cfg.height, cfg.width, 1)
+
+    def batches() -> Iterator[tuple[Clips, Targets]]:
+        decoded = serving_batches(data.root, files, geometry, batch=SCORE_BATCH,
+                                  workers=cfg.workers)  # fmt: skip
+        for positions, clips in decoded:
+            yield clips, data.targets[rows[positions]]
+
+    return ClipSource(len(rows), batches)
+
+
+def generalisation_sources(cfg: RunConfig, data: VideoDataset) -> dict[str, ClipSource]:
+    """The sets rendered apart from the training data (synthetic runs), from their
+    decoded-clip caches."""
+    sources = {}
+    for name, other in generalisation_sets(cfg, data).items():
+        rows = np.sort(np.concatenate(list(other.splits.values())))
+        view = RowView(other.clips, rows, frames=slice(1, None, OVERSAMPLE))
+        targets = other.targets[rows]
+
+        def batches(
+            view: RowView = view, targets: Targets = targets
+        ) -> Iterator[tuple[Clips, Targets]]:
+            for i in range(0, len(view), SCORE_BATCH):
+                yield view[i : i + SCORE_BATCH], targets[i : i + SCORE_BATCH]
+
+        sources[name] = ClipSource(len(rows), batches)
+    return sources
+
+
 def _scores(
     session: ort.InferenceSession,
-    clips: npt.NDArray[np.uint8],
-    targets: npt.NDArray[np.int64],
+    source: ClipSource,
+    views: dict[str, Transform],
     labels: tuple[str, ...],
-) -> dict[str, Any]:
-    """Scores of the composed file on ``(n, T, H, W, 3) uint8`` clips."""
-    probs = [
-        session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(clips[i : i + SCORE_BATCH])})[
-            0
-        ]
-        for i in range(0, len(clips), SCORE_BATCH)
-    ]
-    predictions = np.concatenate(probs).argmax(axis=1) if probs else np.zeros(0, np.int64)
-    return score(targets, predictions.astype(np.int64), labels).as_dict()
+) -> dict[str, dict[str, Any]]:
+    """Scores of the composed file on each view of ``source``'s clips, in one pass."""
+    predicted: dict[str, list[Targets]] = {name: [] for name in views}
+    seen: list[Targets] = []
+    start = 0
+    for clips, targets in source.batches():
+        for name, transform in views.items():
+            batch = np.ascontiguousarray(transform(clips, start))
+            (probs,) = session.run([OUTPUT_NAME], {INPUT_NAME: batch})
+            predicted[name].append(np.asarray(probs).argmax(axis=1).astype(np.int64))
+        seen.append(targets)
+        start += len(clips)
+    truth = np.concatenate(seen) if seen else np.zeros(0, np.int64)
+    return {
+        name: score(truth, np.concatenate(p) if p else np.zeros(0, np.int64), labels).as_dict()
+        for name, p in predicted.items()
+    }

@@ -7,7 +7,8 @@ reversal reverses the picks, a spatial mirror takes the mirrored frames'
 features, and every mirror permutes the target
 (:func:`~model_export.data.augment.mirror_targets`). Evaluation reads the
 serving frames' features. Seeded, AdamW with a one-cycle schedule, early
-stopping on validation accuracy, as :mod:`model_export.train`.
+stopping on validation accuracy, on any device, resumable: the loop of
+:mod:`model_export.train`.
 """
 
 from __future__ import annotations
@@ -17,20 +18,22 @@ import logging
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch import nn
-from tqdm import tqdm
 
 from model_export.data.augment import AugmentConfig, mirror_targets
-from model_export.data.features import Features, Flip, FrameFeatures
+from model_export.data.features import PLAIN, Features, Flip, FrameFeatures
+from model_export.device import device_of, upload
 from model_export.nets.head import TemporalHead
+from model_export.resume import digest
+from model_export.stepper import Stepper
 from model_export.train import (
+    Batch,
     Evaluation,
     History,
-    Stepper,
     TrainConfig,
     batch_order,
     evaluation_of,
     run_epochs,
+    train_batches,
 )
 from service.media.timestamps import jittered_indices
 
@@ -48,9 +51,9 @@ def sample_batch(
     augment: AugmentConfig,
     rng: np.random.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(B,)`` rows of the data set and their targets -> ``(B, T, F)`` features, ``(B,)``
-    targets after the mirrors."""
-    frames = features.views[Flip()].shape[1]
+    """``(B,)`` rows of the data set (sorted: each mirror's rows are read in runs) and their
+    targets -> ``(B, T, F)`` float32 features, ``(B,)`` targets after the mirrors."""
+    frames = features.views[PLAIN].shape[1]
     picks = np.stack(
         [
             jittered_indices(frames, augment.num_frames, rng, spread=augment.jitter_spread)
@@ -59,14 +62,13 @@ def sample_batch(
     )
     mirrored_targets, mirrored = mirror_targets(torch.from_numpy(targets), augment, rng)
     picks[mirrored["time"]] = picks[mirrored["time"], ::-1]
-    flips = zip(mirrored["horizontal"], mirrored["vertical"], strict=True)
-    batch = np.stack(
-        [
-            features.views[Flip(bool(h), bool(v))][row, pick]
-            for row, pick, (h, v) in zip(rows, picks, flips, strict=True)
-        ]
-    )
-    return torch.from_numpy(batch.astype(np.float32, copy=False)), mirrored_targets
+    batch = np.empty((len(rows), augment.num_frames, features.feature_dim), dtype=np.float32)
+    for h, v in ((False, False), (True, False), (False, True), (True, True)):
+        chosen = (mirrored["horizontal"] == h) & (mirrored["vertical"] == v)
+        if chosen.any():
+            clips = np.asarray(features.views[Flip(h, v)][rows[chosen]])  # (k, 3T, F)
+            batch[chosen] = np.take_along_axis(clips, picks[chosen][:, :, None], axis=1)
+    return torch.from_numpy(batch), mirrored_targets
 
 
 def train_one_epoch(
@@ -75,8 +77,7 @@ def train_one_epoch(
     rows: Rows,
     targets: Targets,
     *,
-    optimiser: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    step: Stepper,
     augment: AugmentConfig,
     rng: np.random.Generator,
     config: TrainConfig,
@@ -84,34 +85,26 @@ def train_one_epoch(
 ) -> tuple[float, float]:
     """One pass over the training rows in a seeded order; returns loss, accuracy."""
     head.train()
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     batches = batch_order(len(rows), config.batch_size, rng)
-    total_loss, correct, seen = 0.0, 0, 0
-    bar = tqdm(batches, desc=desc, unit="batch", leave=False, disable=not config.progress)
-    for idx in bar:
-        feats, target = sample_batch(features, rows[idx], targets[idx], augment=augment, rng=rng)
-        logits = head.logits(feats)
-        loss = criterion(logits, target)
-        optimiser.zero_grad(set_to_none=True)
-        torch.autograd.backward(loss)
-        nn.utils.clip_grad_norm_(head.parameters(), config.grad_clip)
-        optimiser.step()
-        scheduler.step()
-        total_loss += float(loss.detach()) * len(idx)
-        correct += int((logits.argmax(1) == target).sum())
-        seen += len(idx)
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+
+    def build(idx: npt.NDArray[np.int64]) -> Batch:
+        return sample_batch(features, rows[idx], targets[idx], augment=augment, rng=rng)
+
+    return train_batches(head.logits, build, batches, step=step, config=config, desc=desc)
 
 
 @torch.no_grad()
 def evaluate(
     head: TemporalHead, feats: Features, targets: Targets, *, batch_size: int = 256
 ) -> Evaluation:
-    """The head on ``(N, T, F)`` serving-frame features: NLL, accuracy, probabilities."""
+    """The head on ``(N, T, F)`` serving-frame features: NLL, accuracy, probabilities
+    (computed on the head's device, in full precision)."""
     head.eval()
+    device = device_of(head)
     probs = [
-        head(torch.from_numpy(np.ascontiguousarray(feats[i : i + batch_size])))
+        head(upload(torch.from_numpy(np.ascontiguousarray(feats[i : i + batch_size])), device))
+        .float()
+        .cpu()
         for i in range(0, len(feats), batch_size)
     ]
     return evaluation_of(probs, targets, head.config.num_classes)
@@ -126,23 +119,24 @@ def fit(
     augment: AugmentConfig,
     config: TrainConfig,
     name: str = "head",
+    data_key: str = "",
 ) -> History:
     """Train ``head`` in place on the ``train`` rows' cached features, early-stopping on
-    ``val`` (serving-frame features); leaves the best weights in ``head``."""
+    ``val`` (serving-frame features); leaves the best weights in ``head`` (on the CPU).
+    ``data_key`` joins the features' key, rows and targets in what a resumed run must
+    match."""
 
     def one_epoch(step: Stepper, rng: np.random.Generator, desc: str) -> tuple[float, float]:
         return train_one_epoch(
-            head,
-            features,
-            *train,
-            optimiser=step.optimiser,
-            scheduler=step.scheduler,
-            augment=augment,
-            rng=rng,
-            config=config,
-            desc=desc,
+            head, features, *train, step=step, augment=augment, rng=rng, config=config, desc=desc
         )
 
     return run_epochs(
-        head, one_epoch, lambda: evaluate(head, *val), count=len(train[0]), config=config, name=name
+        head,
+        one_epoch,
+        lambda: evaluate(head, *val),
+        count=len(train[0]),
+        config=config,
+        name=name,
+        data_key=digest(data_key, features.key, *train, val[0].shape, val[1], augment),
     )

@@ -22,9 +22,11 @@ from torch import nn
 from model_export.checkpoint import read_results
 from model_export.cli import main
 from model_export.config import RunConfig
-from model_export.data import features as features_mod
+from model_export.data import cache as cache_mod
+from model_export.data.augment import default_config
 from model_export.data.dataset import VideoDataset, load_dataset
-from model_export.data.features import PLAIN, Flip, extract_features
+from model_export.data.features import PLAIN, Flip, FrameFeatures, allowed_flips, decode_features
+from model_export.data.folder import scan
 from model_export.export import ExportError, read_metadata
 from model_export.nets.encoder_spec import EncoderError, EncoderInfo, EncoderSpec
 from model_export.nets.head import HeadConfig, TemporalHead, load_head
@@ -331,8 +333,23 @@ class CountingEncoder(OnnxEncoder):
         return super().encode(frames)
 
 
+def features_of(
+    folder: Path, encoder: OnnxEncoder, cache_dir: Path, flips: tuple[Flip, ...] = (PLAIN,)
+) -> FrameFeatures:
+    """The features of every file under ``folder``, decoded at the run's geometry."""
+    geometry = (3 * T, SIDE, SIDE, max(2, T // 2))
+    features, _ = decode_features(
+        folder, scan(folder), geometry, encoder, cache_dir=cache_dir, flips=flips,
+        workers=1, progress=False,
+    )  # fmt: skip
+    return features
+
+
 def test_features_are_reused_without_the_encoder(
-    run: tuple[RunConfig, dict[str, Any]], info: EncoderInfo, monkeypatch: pytest.MonkeyPatch
+    run: tuple[RunConfig, dict[str, Any]],
+    folder: Path,
+    info: EncoderInfo,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cfg, _ = run
     data = dataset(cfg)
@@ -341,37 +358,33 @@ def test_features_are_reused_without_the_encoder(
         raise AssertionError("the encoder ran although its features are cached")
 
     monkeypatch.setattr(OnnxEncoder, "encode", refuse)
-    flips = (PLAIN, Flip(horizontal=True), Flip(vertical=True), Flip(True, True))
-    cached = extract_features(
-        data, OnnxEncoder(info), cache_dir=cfg.cache_dir, flips=flips, progress=False
-    )
+    flips = allowed_flips(default_config(LABELS, num_frames=T))
+    assert set(flips) == {PLAIN, Flip(horizontal=True), Flip(vertical=True), Flip(True, True)}
+    cached = features_of(folder, OnnxEncoder(info), cfg.cache_dir, tuple(reversed(flips)))
     n = len(data.files)
     assert set(cached.views) == set(flips)
     assert all(v.shape == (n, 3 * T, 16) for v in cached.views.values())
     # The mirrored frames' features are their own, not the plain ones'.
     rows = data.splits["train"]
     assert not np.allclose(cached.views[PLAIN][rows], cached.views[Flip(True)][rows])
+    # The cache holds features only: no decoded pixels of these files at the encoder's size.
+    assert not list(cfg.cache_dir.glob("features/*.partial.npy"))
 
 
 def test_an_interrupted_extraction_resumes(
-    run: tuple[RunConfig, dict[str, Any]],
-    info: EncoderInfo,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    folder: Path, info: EncoderInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg, _ = run
-    data = dataset(cfg)
-    monkeypatch.setattr(features_mod, "CLIPS_PER_CHUNK", 3)
-    chunks = -(-len(np.concatenate(list(data.splits.values()))) // 3)
+    monkeypatch.setattr(cache_mod, "SYNC_EVERY", 3)
+    n = len(scan(folder))
     first = CountingEncoder(info, providers=(CPU,))
-    first.fail_after = 2
+    first.fail_after = 4  # files 0-3 encoded, 0-2 made durable and journalled
     with pytest.raises(InterruptedRunError):
-        extract_features(data, first, cache_dir=tmp_path, progress=False)
+        features_of(folder, first, tmp_path / "a")
     second = CountingEncoder(info, providers=(CPU,))
-    resumed = extract_features(data, second, cache_dir=tmp_path, progress=False)
-    assert second.calls == chunks - 2
-    whole = extract_features(data, OnnxEncoder(info), cache_dir=cfg.cache_dir, progress=False)
-    np.testing.assert_array_equal(resumed.views[PLAIN], whole.views[PLAIN])
+    resumed = features_of(folder, second, tmp_path / "a")
+    assert second.calls == n - 3
+    whole = features_of(folder, OnnxEncoder(info, providers=(CPU,)), tmp_path / "b")
+    np.testing.assert_array_equal(resumed.views[PLAIN][:], whole.views[PLAIN][:])
 
 
 # -- serving --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from model_export.data import cache as cache_mod
 from model_export.data.dataset import load_dataset, serving_frames
 from model_export.data.split import stratified_split
+from model_export.data.store import RowStore
 from service.media.clip import decode_clip
 from tests.support.media import moving_square_frames, write_video
 
@@ -124,3 +125,55 @@ def test_given_splits_are_kept(tmp_path: Path) -> None:
     assert {data.files[i].split("/")[0] for i in data.splits["val"]} == {"train"}
     assert len(data.splits["val"]) >= 2
     assert len(data.splits["train"]) + len(data.splits["val"]) == 8
+
+
+def test_a_stopped_decode_resumes_where_it_stopped(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoding is journalled: after a crash, only the files the journal lacks are
+    decoded again, and the cache equals one decoded in a single go."""
+    monkeypatch.setattr(cache_mod, "SYNC_EVERY", 3)
+    real = cache_mod._decode_one
+    calls: list[Path] = []
+
+    def crash_after_five(job: tuple[Path, tuple[int, int, int, int]]) -> cache_mod.Decoded:
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(job[0])
+        return real(job)
+
+    monkeypatch.setattr(cache_mod, "_decode_one", crash_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        load_dataset(folder, num_frames=T, height=H, width=W, cache_dir=tmp_path / "a", workers=1)
+    assert len(list((tmp_path / "a").glob("*.journal.jsonl"))) == 1
+    assert not list((tmp_path / "a").glob("*.json"))  # no index: the cache is not complete
+    calls.clear()
+    def counted(job: tuple[Path, tuple[int, int, int, int]]) -> cache_mod.Decoded:
+        calls.append(job[0])
+        return real(job)
+
+    monkeypatch.setattr(cache_mod, "_decode_one", counted)
+    resumed = load_dataset(
+        folder, num_frames=T, height=H, width=W, cache_dir=tmp_path / "a", workers=1
+    )
+    assert len(calls) == 10 - 3  # rows 0-2 were journalled; rows 3-4 were not
+    assert not list((tmp_path / "a").glob("*.journal.jsonl"))
+    whole = load_dataset(
+        folder, num_frames=T, height=H, width=W, cache_dir=tmp_path / "b", workers=1
+    )
+    np.testing.assert_array_equal(resumed.clips, whole.clips)
+    assert resumed.fingerprint == whole.fingerprint
+
+
+def test_training_reads_batches_not_splits(folder: Path, tmp_path: Path) -> None:
+    """A split's view reads rows from the cache file when indexed: the same frames as
+    loading the split, without holding it."""
+    data = load_dataset(folder, num_frames=T, height=H, width=W, cache_dir=tmp_path, workers=1)
+    for name, serving in (("train", False), ("test", True), ("all", True)):
+        view, targets = data.view(name, serving=serving)
+        clips, expected = data.split(name, serving=serving)
+        assert view.shape == clips.shape
+        np.testing.assert_array_equal(targets, expected)
+        np.testing.assert_array_equal(view[1:], clips[1:])
+        np.testing.assert_array_equal(view[np.array([0, -1])], clips[[0, -1]])
+    assert isinstance(data.clips, RowStore)
