@@ -30,19 +30,15 @@ def save_atomically(path: Path, obj: object) -> None:
 
 
 def save_checkpoint(path: Path, model: VideoClassifier) -> None:
-    config = asdict(model.config)
-    config["backbone_weights"] = (
-        str(config["backbone_weights"]) if config["backbone_weights"] else None
-    )
-    save_atomically(path, {"config": config, "state": model.state_dict()})
+    save_atomically(path, {"config": asdict(model.config), "state": model.state_dict()})
 
 
 def load_checkpoint(path: Path) -> VideoClassifier:
     saved = torch.load(path, map_location="cpu", weights_only=True)
     config = dict(saved["config"])
     config["channels"] = tuple(config["channels"])
-    if config.get("backbone_weights"):
-        config["backbone_weights"] = Path(config["backbone_weights"])
+    if config.pop("backbone_weights", None):  # the in-process torchvision path is gone
+        raise ValueError(f"{path} uses a torchvision backbone: use --encoder onnx:PATH instead")
     config.setdefault("bidirectional", False)  # checkpoints from before the option
     config.setdefault("motion", True)  # checkpoints from before the option
     model = build_model(ModelConfig(**config))

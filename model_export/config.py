@@ -25,8 +25,8 @@ class RunConfig:
     heldout_dir: Path = Path("data/heldout")
     cache_dir: Path = Path("data/cache")
     seed: int = 0
-    # The most epochs that keep `make model` within 15 minutes on 2 cores
-    # (docs/tuning-log.md has the timings and what more epochs gave).
+    # The most epochs the LSTM may train in `make model` (it stops 8 after its best;
+    # docs/tuning-log.md has the timings and what more epochs gave).
     epochs: int = 25
     num_frames: int = 16
     height: int = 128

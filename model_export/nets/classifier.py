@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from model_export.nets.encoder import FrameEncoder, ResNetEncoder
+from model_export.nets.encoder import FrameEncoder
 from model_export.nets.motion import ChangeMoments, FlowField, Fovea, FrameMotion
 
 log = logging.getLogger(__name__)
@@ -79,12 +78,11 @@ class ModelConfig:
     fovea: int = 0
     # LSTM only: a second LSTM reads the clip backwards (docs/tuning-log.md)
     bidirectional: bool = True
-    backbone_weights: Path | None = None  # a local torchvision ResNet-18 state dict
 
     def summary(self) -> dict[str, Any]:
         """What the exported file says it is (``vidlstm.architecture``)."""
         return {
-            "encoder": "resnet18" if self.backbone_weights else "cnn",
+            "encoder": "cnn",
             "temporal": self.arch,
             "motion": self.motion,
             "bidirectional": self.bidirectional and self.arch == "lstm",
@@ -133,20 +131,16 @@ class VideoClassifier(nn.Module):
         super().__init__()
         self.config = config
         self.normalize = Normalize()
-        self.encoder: FrameEncoder | ResNetEncoder
         sh, sw = config.height // config.pool, config.width // config.pool  # what the CNN sees
-        if config.backbone_weights is not None:
-            self.encoder = ResNetEncoder(config.backbone_weights)
-        else:
-            self.encoder = FrameEncoder(
-                height=sh,
-                width=sw,
-                stem=config.stem,
-                channels=config.channels,
-                feature_dim=config.feature_dim,
-                keypoints=config.keypoints,
-                change_channels=config.change_channels if config.motion else 0,
-            )
+        self.encoder = FrameEncoder(
+            height=sh,
+            width=sw,
+            stem=config.stem,
+            channels=config.channels,
+            feature_dim=config.feature_dim,
+            keypoints=config.keypoints,
+            change_channels=config.change_channels if config.motion else 0,
+        )
         if config.arch not in ARCHS:
             raise ValueError(f"unknown arch {config.arch!r}; expected one of {ARCHS}")
         recurrent = config.arch == "lstm"
@@ -155,7 +149,7 @@ class VideoClassifier(nn.Module):
         self.changes: ChangeMoments | None = None
         self.map_motion: FrameMotion | None = None
         self.pixel_motion: FrameMotion | None = None
-        if isinstance(self.encoder, FrameEncoder) and self.encoder.change_map is not None:
+        if self.encoder.change_map is not None:
             self.changes = ChangeMoments(*self.encoder.map_size)
             self.map_motion = FrameMotion(*self.encoder.map_size)
             step_dim += 17 * config.change_channels

@@ -1,14 +1,14 @@
 """Encoders: per-frame CNNs, ``(B, 3, H, W) float -> (B, F)`` features.
 
 :class:`FrameEncoder` is the small CNN trained from scratch (it keeps *where*
-things are: CoordConv, spatial-softmax keypoints, a flattened final map);
-:class:`ResNetEncoder` is a torchvision ResNet-18 from a local weights file.
+things are: CoordConv, spatial-softmax keypoints, a flattened final map). A
+pretrained image model comes in as an ONNX file instead (``--encoder
+onnx:PATH``, :mod:`model_export.nets.onnx_encoder`): no torchvision in process.
 """
 
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -127,29 +127,3 @@ class FrameEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x)[0]
-
-
-class ResNetEncoder(nn.Module):
-    """Torchvision ResNet-18 with weights from a local file: ``(B, 3, H, W) -> (B, 512)``."""
-
-    def __init__(self, weights: Path) -> None:
-        super().__init__()
-        try:
-            import torchvision  # noqa: PLC0415  (optional: only this option needs it)
-        except ImportError as err:
-            raise RuntimeError(
-                "a torchvision backbone needs torchvision, which is not installed; "
-                "install it or leave backbone_weights unset for the built-in CNN"
-            ) from err
-        net = torchvision.models.resnet18(weights=None)
-        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        net.fc = nn.Identity()
-        self.net = net
-        self.feature_dim = 512
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return self.forward(x), None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.net(x)
-        return out

@@ -21,7 +21,6 @@ import torch
 
 from model_export.checkpoint import load_checkpoint
 from model_export.nets.classifier import RGB_MEAN, RGB_STD
-from model_export.nets.encoder import FrameEncoder
 from model_export.nets.encoder_spec import META_PREFIX
 
 log = logging.getLogger(__name__)
@@ -33,8 +32,6 @@ def export_encoder_file(checkpoint: Path, out: Path) -> Path:
     """Write ``checkpoint``'s per-frame CNN to ``out`` as an encoder file; returns ``out``."""
     model = load_checkpoint(checkpoint)
     encoder = model.encoder
-    if not isinstance(encoder, FrameEncoder):
-        raise ValueError(f"{checkpoint} has no built-in CNN encoder")
     config = model.config
     height, width = config.height // config.pool, config.width // config.pool
     out.parent.mkdir(parents=True, exist_ok=True)
