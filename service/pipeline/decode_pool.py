@@ -5,7 +5,8 @@ memory. Each decode runs in a pebble worker process with a time limit, so a
 crash or a hang fails only its own request (422 ``decoder-crashed`` / 504) and
 pebble starts a fresh worker. Workers are spawned, not forked: the serving
 process has threads (ONNX Runtime, the event loop's executors) that a fork
-would copy mid-flight.
+would copy mid-flight. The clips come back through shared memory
+(:mod:`service.pipeline.clip_block`), not pickled through pebble's pipe.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from service.core.errors import (
     VidlstmError,
 )
 from service.media.decode_job import DecodedVideo, DecodeJob, decode_job
+from service.pipeline import clip_block
+from service.pipeline.clip_block import ClipBlocks, ClipsInBlock
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +51,17 @@ RECYCLE_AFTER_DECODES = 1000
 WORKER_NICENESS = 10
 
 
-def _decode_in_worker(path: str, job: DecodeJob) -> DecodedVideo:
+def _decode_in_worker(path: str, job: DecodeJob, block: str | None) -> DecodedVideo | ClipsInBlock:
     if _hook is not None:
         _hook(path)
-    return decode_job(path, job)
+    decoded = decode_job(path, job)
+    if block is None:
+        return decoded
+    try:
+        return clip_block.write(Path(block), decoded)
+    except OSError:
+        # /dev/shm full, or the block gone: the server logs it, the pipe still works.
+        return decoded
 
 
 def ping() -> bool:
@@ -86,7 +96,10 @@ class DecodePool:
         on_restart: Callable[[str], None] = lambda cause: None,
         max_wait_s: float | None = None,
         queue_per_worker: int | None = None,
+        block_dir: Path | None = clip_block.SHM_DIR,
     ) -> None:
+        """``block_dir``: where the clips' shared-memory blocks go; None sends them through
+        the pipe (as does a failure to create or fill a block)."""
         self.workers = workers
         self.timeout_s = timeout_s
         self.max_wait_s = max_wait_s
@@ -96,6 +109,7 @@ class DecodePool:
         self._hook = hook
         self._on_restart = on_restart
         self._pool: ProcessPool | None = None
+        self._blocks = ClipBlocks(block_dir)
 
     @property
     def full(self) -> bool:
@@ -153,11 +167,25 @@ class DecodePool:
 
     async def _decode(self, path: Path, job: DecodeJob) -> tuple[DecodedVideo, float]:
         start = time.perf_counter()
+        block = self._blocks.new()
+        try:
+            result = await self._run(path, job, block)
+            decoded = self._blocks.receive(result, block)
+        finally:
+            if block is not None:  # whatever happened: no block outlives its decode
+                clip_block.remove(block)
+        return decoded, time.perf_counter() - start
+
+    async def _run(
+        self, path: Path, job: DecodeJob, block: Path | None
+    ) -> DecodedVideo | ClipsInBlock:
         future = self._running_pool().schedule(
-            _decode_in_worker, args=(str(path), job), timeout=self.timeout_s
+            _decode_in_worker,
+            args=(str(path), job, None if block is None else str(block)),
+            timeout=self.timeout_s,
         )
         try:
-            decoded: DecodedVideo = await asyncio.wrap_future(future)
+            result: DecodedVideo | ClipsInBlock = await asyncio.wrap_future(future)
         except VidlstmError:
             raise
         except TimeoutError as err:
@@ -171,7 +199,9 @@ class DecodePool:
                 f"the decoder process died ({_describe_exit(err.exitcode)}) on this file"
             ) from err
         except (FutureCancelledError, asyncio.CancelledError):
-            future.cancel()  # type: ignore[no-untyped-call]  # pebble kills a running task
+            # pebble kills a running task. Its worker may still write the block for a
+            # moment after the caller removes it: to an orphaned file, freed as it dies.
+            future.cancel()  # type: ignore[no-untyped-call]
             raise
         except FileNotFoundError as err:
             raise InternalError("the spooled upload disappeared before decoding") from err
@@ -181,7 +211,7 @@ class DecodePool:
                 "decoder failed: %r", err, extra={"traceback": getattr(err, "traceback", None)}
             )
             raise DecodeFailedError("the decoder failed on this file") from err
-        return decoded, time.perf_counter() - start
+        return result
 
     def close(self) -> None:
         """Stop the workers (those still decoding are killed)."""
@@ -189,6 +219,8 @@ class DecodePool:
             self._pool.stop()  # type: ignore[no-untyped-call]
             self._pool.join(timeout=10)
             self._pool = None
+        # Each decode removes its own block; this catches those of decodes the stop cut short.
+        self._blocks.sweep()
 
     def _running_pool(self) -> ProcessPool:
         pool = self._pool

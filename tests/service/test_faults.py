@@ -21,6 +21,7 @@ import pytest
 
 from service.app import create_app
 from service.core.errors import PROBLEM_BASE
+from service.pipeline import clip_block
 from service.pipeline.inference import Model, load_model
 from tests.conftest import MakeSettings, make_test_settings
 from tests.support import faults
@@ -151,6 +152,7 @@ def test_client_gone_while_decoding_leaves_nothing_stuck(hooked: Served, mp4: Pa
     _wait_for(lambda: runtime.lifecycle.in_flight == 0, DECODE_TIMEOUT_S + 10, "request stuck")
 
     assert list(runtime.spool.path.iterdir()) == []
+    assert clip_block.leftovers(clip_block.SHM_DIR) == []  # nor a block in /dev/shm
     assert runtime.decode_pool.pending == 0
     response = httpx.post(f"{hooked.base_url}/classify", content=mp4.read_bytes(), headers=RAW)
     assert response.status_code == 200

@@ -6,16 +6,21 @@ The hook runs in the worker before each decode and acts on a marker at the
 start of the uploaded file, so a test chooses the fault by what it uploads.
 ``VIDLSTM_TEST_DECODE_DELAY_S`` slows every decode down (drain tests);
 ``VIDLSTM_TEST_KEEP_UPLOADS_DIR`` gets a copy of every spooled upload.
+:func:`require_clip_block` and :func:`tiny_files` are hooks of their own for the
+clips' shared-memory blocks.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import shutil
 import signal
 import time
 from pathlib import Path
+
+from service.pipeline import clip_block
 
 CRASH = b"VIDLSTM-FAULT-SIGKILL"
 SEGFAULT = b"VIDLSTM-FAULT-SEGV"
@@ -42,3 +47,15 @@ def inject(path: str) -> None:
     delay = float(os.environ.get(DELAY_ENV, "0"))
     if delay > 0:
         time.sleep(delay)
+
+
+def require_clip_block(path: str) -> None:
+    """Fails the decode unless the server made its clips' block before the decode started."""
+    if not clip_block.leftovers(clip_block.SHM_DIR, pid=os.getppid()):
+        raise RuntimeError("no block was made for this decode")
+
+
+def tiny_files(path: str) -> None:
+    """The worker may write no file over 4 KiB, so no clip fits in its block."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))

@@ -18,6 +18,7 @@ from service.core.errors import PROBLEM_BASE
 from service.core.settings import Settings
 from service.media.decode_job import DecodeJob
 from service.media.probe import Limits
+from service.pipeline import clip_block
 from service.pipeline.decode_pool import DecodePool
 from tests.conftest import MakeSettings, make_test_settings
 from tests.support import faults
@@ -81,6 +82,7 @@ async def test_crashed_worker_fails_only_its_request(
     assert after_crash.status_code == 200
     assert restarts(faulty, "crash") == before + 1
     assert list(faulty.runtime.spool.path.iterdir()) == []
+    assert clip_block.leftovers(clip_block.SHM_DIR) == []  # nor a block in /dev/shm
 
 
 def test_hanging_decode_times_out(faulty: Served, mp4: Path) -> None:
@@ -93,6 +95,7 @@ def test_hanging_decode_times_out(faulty: Served, mp4: Path) -> None:
     # Both workers are usable again.
     assert [post(faulty, mp4.read_bytes()).status_code for _ in range(3)] == [200] * 3
     assert httpx.get(f"{faulty.base_url}/health").status_code == 200
+    assert clip_block.leftovers(clip_block.SHM_DIR) == []
 
 
 def test_unexpected_decoder_error_is_415_without_internals(faulty: Served, mp4: Path) -> None:
