@@ -35,6 +35,9 @@ class DecodeJob:
     window_s: float | None = None  # None: the whole video only
     max_segments: int = 1
     mode: DecodeMode = EXACT  # how near its time each frame must be; what may be skipped
+    # Sample in two halves at once (the same frames): True when a core sits idle;
+    # None: only a long video (service.media.clip.decode_at)
+    halves: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ def decode_job(path: str, job: DecodeJob) -> DecodedVideo:
             tolerance=mode.tolerance,
             skip_nonref=mode.skip_nonref,
             skip_loop_filter=mode.skip_loop_filter,
+            halves=job.halves,
         )
         windows, window = np.empty((0, 2), dtype=np.float64), None
     else:
@@ -88,6 +92,7 @@ def decode_job(path: str, job: DecodeJob) -> DecodedVideo:
             tolerance_unit=units,
             skip_nonref=mode.skip_nonref,
             skip_loop_filter=mode.skip_loop_filter,
+            halves=job.halves,
         )
         windows = segment_windows(
             clip.info.duration_s, window_s, max_segments, start_s=clip.info.start_s

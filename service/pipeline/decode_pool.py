@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -154,16 +155,26 @@ class DecodePool:
         if self.full:
             raise OverloadedError("every decode worker is busy; retry shortly")
         queued = self.pending >= self.workers
+        job, spare = self.with_spare_core(job)
         self.pending += 1
         try:
             decoded, seconds = await self._decode(path, job)
         finally:
             self.pending -= 1
-        if not queued:  # started at once: the time is the decode's own
+        if not queued and not spare:  # one decode's own time, on one core
             self._decode_s = (
                 seconds if self._decode_s is None else 0.8 * self._decode_s + 0.2 * seconds
             )
         return decoded, seconds
+
+    def with_spare_core(self, job: DecodeJob) -> tuple[DecodeJob, bool]:
+        """``job`` as it runs now, and whether a core is spare: with a worker (and its
+        core) that no other decode holds, the decode samples in two halves at once (the
+        same frames, sooner: a lone request); under load, one core per decode."""
+        spare = self.pending + 1 < self.workers
+        if spare and job.halves is None:
+            return dataclasses.replace(job, halves=True), True
+        return job, spare
 
     async def _decode(self, path: Path, job: DecodeJob) -> tuple[DecodedVideo, float]:
         start = time.perf_counter()

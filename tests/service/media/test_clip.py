@@ -241,3 +241,33 @@ def test_truncated_file_is_an_error_or_a_clip(tmp_path: Path) -> None:
     # moov at the end and cut off: nothing to read, a typed error.
     with pytest.raises(VideoError):
         decode_clip(path, num_frames=4, height=32, width=32)
+
+
+@pytest.mark.parametrize("gop", [250, 12])
+@pytest.mark.parametrize(
+    ("tolerance", "skip_nonref", "skip_loop_filter"),
+    [(0.0, False, False), (0.5, False, True), (0.25, True, False)],
+)
+def test_halves_on_an_idle_core_give_the_same_frames(
+    tmp_path: Path, gop: int, tolerance: float, skip_nonref: bool, skip_loop_filter: bool
+) -> None:
+    """A short video sampled in two halves at once (what the service does for a lone
+    request) gives exactly the frames of one pass, in every decode mode, with keyframes
+    close (camera files); with keyframes far apart (x264's default) it is not split."""
+    path = write_video(
+        tmp_path / f"g{gop}.mp4",
+        smooth_frames(200, 96, 128),  # 8 s at 25 fps
+        gop=gop,
+        extra_options={"keyint_min": str(gop), "sc_threshold": "0", "bf": "2"},
+    )
+    one, two = (
+        decode_clip(path, num_frames=16, height=48, width=64, tolerance=tolerance,
+                    skip_nonref=skip_nonref, skip_loop_filter=skip_loop_filter, halves=halves)
+        for halves in (False, True)
+    )  # fmt: skip
+    np.testing.assert_array_equal(two.frames, one.frames)
+    np.testing.assert_array_equal(two.times_s, one.times_s)
+    if gop == 12:  # each half decodes about its own share
+        assert two.decoded_frames <= one.decoded_frames + 16
+    else:  # one keyframe for the whole clip: a later half would decode it all again
+        assert two.decoded_frames == one.decoded_frames

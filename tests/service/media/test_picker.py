@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from service.core.errors import NotAVideoError
-from service.media import clip as decode
+from service.media import halves as decode
 from service.media.clip import Clip, DecodeMode, decode_at, decode_clip
 from service.media.cursor import PacketCursor
 from service.media.decode_job import DecodeJob, decode_job
@@ -270,7 +270,7 @@ def test_a_failing_half_fails_the_clip_after_both_halves_stop(
     path = _long_web_video(tmp_path)
     monkeypatch.setattr(decode, "SPLIT_MIN_DURATION_S", 30.0)
     finished: list[str] = []
-    sample = decode._Part.sample
+    sample = decode.Part.sample
 
     def failing_first(self: Any, container: Any, stream: Any, wanted: Any, slack: Any) -> Any:
         if threading.current_thread() is threading.main_thread():
@@ -280,7 +280,7 @@ def test_a_failing_half_fails_the_clip_after_both_halves_stop(
         finished.append("second")
         return result
 
-    monkeypatch.setattr(decode._Part, "sample", failing_first)
+    monkeypatch.setattr(decode.Part, "sample", failing_first)
     with pytest.raises(NotAVideoError, match="broken earlier half"):
         decode_clip(path, num_frames=16, height=24, width=32)
 
@@ -324,13 +324,13 @@ def test_a_big_file_opens_the_later_halfs_demuxer_while_it_is_probed(
     monkeypatch.setattr(decode, "EARLY_OPEN_MIN_BYTES", 0)
     events = _track_later_opens(monkeypatch)
     handed: list[bool] = []
-    sample_opened = decode._Part.sample_opened
+    sample_opened = decode.Part.sample_opened
 
     def recorded(self: Any, opening: Any, *args: Any) -> Any:
         handed.append(opening is not None)
         return sample_opened(self, opening, *args)
 
-    monkeypatch.setattr(decode._Part, "sample_opened", recorded)
+    monkeypatch.setattr(decode.Part, "sample_opened", recorded)
 
     halves, whole, _ = _halves_and_whole(path, monkeypatch, tolerance=0.5, skip_nonref=True)
     _halves_thread_idle()

@@ -169,3 +169,17 @@ def test_admission_bounds_the_decode_queue(
         pool.pending += 1  # what decode() does for each admitted request
 
     assert pool.pending == admitted
+
+
+def test_a_lone_decode_takes_the_idle_core_and_a_busy_pool_does_not() -> None:
+    """With a worker no other decode holds, a decode samples in halves (two cores, the
+    same frames); once every worker has a decode, each gets one core."""
+    job = DecodeJob(num_frames=4, height=32, width=32, limits=Limits())
+    pool = DecodePool(workers=2, timeout_s=5)
+    assert pool.with_spare_core(job) == (DecodeJob(4, 32, 32, Limits(), halves=True), True)
+    pool.pending = 1
+    assert pool.with_spare_core(job) == (job, False)
+    pool.pending = 0
+    never = DecodeJob(4, 32, 32, Limits(), halves=False)
+    assert pool.with_spare_core(never) == (never, True)  # the caller's word stands
+    assert DecodePool(workers=1, timeout_s=5).with_spare_core(job) == (job, False)
