@@ -21,12 +21,13 @@ import numpy.typing as npt
 
 from model_export.config import RunConfig, model_config
 from model_export.data.augment import default_config
+from model_export.epochs import TrainConfig, seed_everything
 from model_export.evaluation.baselines import shuffled_frames
 from model_export.evaluation.experiment_page import Row
 from model_export.evaluation.svm import extract_features, fit_svm, predict
 from model_export.nets.classifier import VideoClassifier, build_model
 from model_export.sets import evaluation_sets, load_folder
-from model_export.train import TrainConfig, evaluate, fit, seed_everything
+from model_export.train import evaluate, fit
 
 log = logging.getLogger(__name__)
 

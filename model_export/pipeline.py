@@ -24,13 +24,14 @@ from model_export.config import RunConfig, model_config
 from model_export.data.augment import default_config
 from model_export.data.cache import SkippedFile
 from model_export.data.dataset import VideoDataset
+from model_export.epochs import TrainConfig, seed_everything
 from model_export.evaluation.baselines import ShuffledFrames, score_model, svm_baseline
 from model_export.evaluation.scores import ModelResult, Scores, onnx_latency, score
 from model_export.export import ModelMetadata, export_onnx, verify
 from model_export.nets.classifier import VideoClassifier, build_model, count_parameters
 from model_export.report import write_report
 from model_export.sets import generalisation_sets, load_folder
-from model_export.train import TrainConfig, evaluate, fit, seed_everything
+from model_export.train import evaluate, fit
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Resume: the training state written after every epoch, read back to continue a run.
 
-After each epoch :func:`model_export.train.run_epochs` writes what the rest of
+After each epoch :func:`model_export.epochs.run_epochs` writes what the rest of
 the run depends on: the module's weights, the optimiser's and the learning-rate
 schedule's state (and the mixed-precision loss scaler's), the random generators
 (numpy's, which orders and augments the batches; torch's, which drops out), the

@@ -123,8 +123,22 @@ def build_cache(
             root, files, geometry, sink, journal=journal, workers=workers, progress=progress
         )
     partial.replace(clips_path)
+    index = write_index(index_path, journal, files, entries, version=CACHE_VERSION)
+    return RowStore(clips_path), index
+
+
+def write_index(
+    path: Path,
+    journal: Path,
+    files: Sequence[VideoFile],
+    entries: Sequence[dict[str, str]],
+    **extra: object,
+) -> dict[str, Any]:
+    """The decode index at ``path``: which files decoded (``kept``), their ``sha256``, why
+    the others did not (``skipped``). Written last, atomically: its presence marks a
+    complete set, and the journal that led to it goes."""
     index = {
-        "version": CACHE_VERSION,
+        **extra,
         "kept": [not e["reason"] for e in entries],
         "sha256": [e["sha256"] for e in entries],
         "skipped": [
@@ -133,11 +147,11 @@ def build_cache(
             if e["reason"]
         ],
     }
-    index_tmp = index_path.with_suffix(".json.tmp")
-    index_tmp.write_text(json.dumps(index))
-    index_tmp.replace(index_path)  # written last: its presence marks a complete cache
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(index))
+    tmp.replace(path)
     journal.unlink(missing_ok=True)
-    return RowStore(clips_path), index
+    return index
 
 
 def decode_rows(

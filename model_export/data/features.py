@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model_export.data.augment import AugmentConfig
-from model_export.data.cache import OVERSAMPLE, Clips, SkippedFile, cache_key, decode_rows
+from model_export.data.cache import OVERSAMPLE, Clips, cache_key, decode_rows, write_index
 from model_export.data.folder import VideoFile
 from model_export.data.store import Rows, RowStore, RowWriter, create_rows
 from model_export.nets.onnx_encoder import OnnxEncoder
@@ -179,7 +179,7 @@ def decode_features(
             )
         for flip, path in partial.items():
             path.replace(final[flip])
-        index = _write_index(folder, key, files, entries)
+        index = write_index(folder / f"{key}.json", journal, files, entries)
     views: dict[Flip, Rows] = {flip: RowStore(path) for flip, path in final.items()}
     return FrameFeatures(key=key, views=views), index
 
@@ -200,24 +200,3 @@ def _writers(
     finally:
         for writer in writers.values():
             writer.close()
-
-
-def _write_index(
-    folder: Path, key: str, files: Sequence[VideoFile], entries: Sequence[dict[str, str]]
-) -> dict[str, Any]:
-    """``KEY.json``: which files decoded, their sha256, why the others did not. Written
-    last: its presence marks a complete feature set."""
-    index = {
-        "kept": [not e["reason"] for e in entries],
-        "sha256": [e["sha256"] for e in entries],
-        "skipped": [
-            asdict(SkippedFile(f.rel, e["reason"]))
-            for f, e in zip(files, entries, strict=True)
-            if e["reason"]
-        ],
-    }
-    tmp = folder / f"{key}.json.tmp"
-    tmp.write_text(json.dumps(index))
-    tmp.replace(folder / f"{key}.json")
-    (folder / f"{key}.journal.jsonl").unlink(missing_ok=True)
-    return index

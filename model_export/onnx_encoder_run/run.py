@@ -33,6 +33,7 @@ from model_export.data.dataset import Geometry, VideoDataset
 from model_export.data.features import PLAIN, FrameFeatures, allowed_flips, decode_features
 from model_export.data.folder import VideoFile
 from model_export.data.store import Rows, RowView
+from model_export.epochs import History, seed_everything
 from model_export.evaluation.baselines import shuffled_frames
 from model_export.evaluation.scores import score
 from model_export.evaluation.svm import fit_svm, predict
@@ -55,7 +56,6 @@ from model_export.pipeline import (
     write_splits,
 )
 from model_export.sets import generalisation_sets, load_folder
-from model_export.train import History, seed_everything
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ features, and every mirror permutes the target
 (:func:`~model_export.data.augment.mirror_targets`). Evaluation reads the
 serving frames' features. Seeded, AdamW with a one-cycle schedule, early
 stopping on validation accuracy, on any device, resumable: the loop of
-:mod:`model_export.train`.
+:mod:`model_export.epochs`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ import torch
 from model_export.data.augment import AugmentConfig, mirror_targets
 from model_export.data.features import PLAIN, Features, Flip, FrameFeatures
 from model_export.device import device_of, upload
-from model_export.nets.head import TemporalHead
-from model_export.resume import digest
-from model_export.stepper import Stepper
-from model_export.train import (
+from model_export.epochs import (
     Batch,
     Evaluation,
     History,
@@ -35,6 +32,9 @@ from model_export.train import (
     run_epochs,
     train_batches,
 )
+from model_export.nets.head import TemporalHead
+from model_export.resume import digest
+from model_export.stepper import Stepper
 from service.media.timestamps import jittered_indices
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,9 @@ import torch
 
 from model_export.data.augment import default_config
 from model_export.device import DeviceError, prefetched, resolve_device
+from model_export.epochs import TrainConfig
 from model_export.nets.classifier import build_model
-from model_export.train import TrainConfig, fit
+from model_export.train import fit
 from tests.model_export.test_train import LABELS, T, _clips, _tiny
 
 

@@ -18,12 +18,13 @@ from model_export import train as cnn_train
 from model_export.checkpoint import save_atomically
 from model_export.data.augment import default_config
 from model_export.data.features import FrameFeatures, allowed_flips
+from model_export.epochs import Evaluation, History, TrainConfig, seed_everything
 from model_export.nets.classifier import build_model
 from model_export.nets.head import HeadConfig, TemporalHead
 from model_export.onnx_encoder_run import train as head_train
 from model_export.resume import Resumable, ResumeError
 from model_export.stepper import Stepper, one_cycle
-from model_export.train import Evaluation, History, TrainConfig, fit, seed_everything
+from model_export.train import fit
 from tests.model_export.test_train import LABELS, T, _clips, _tiny
 
 Trained = tuple[nn.Module, History]
@@ -147,7 +148,7 @@ def test_resume_without_a_state_file_starts_afresh(
 ) -> None:
     config = TrainConfig(epochs=2, batch_size=8, progress=False)
     fresh = _head(config)
-    with caplog.at_level(logging.INFO, logger="model_export.train"):
+    with caplog.at_level(logging.INFO, logger="model_export.epochs"):
         resumed = _head(replace(config, state_path=tmp_path / "none.pt", resume=True))
     assert "no training state" in caplog.text
     _assert_same(resumed, fresh)

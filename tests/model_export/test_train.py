@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from model_export.data.augment import augment_batch, default_config
+from model_export.epochs import TrainConfig, seed_everything
 from model_export.evaluation.svm import extract_features, fit_svm, predict
 from model_export.nets.classifier import ModelConfig, build_model, count_parameters
-from model_export.train import TrainConfig, evaluate, fit, seed_everything
+from model_export.train import evaluate, fit
 
 T, S = 4, 16
 LABELS = ("move_left", "move_right")
