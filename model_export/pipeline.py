@@ -146,11 +146,7 @@ def train_models(cfg: RunConfig) -> dict[str, Any]:
             seed=cfg.seed,
         )
     results = {
-        "labels": list(data.labels),
-        "data": str(cfg.train_dir),
-        "data_fingerprint": data.fingerprint,
-        "skipped": [asdict(s) for s in data.skipped],
-        "split_sizes": {k: len(v) for k, v in data.splits.items()},
+        **data_results(cfg, data),
         **{f"{name}_size": len(other.view("all")[1]) for name, other in others.items()},
         "geometry": {"num_frames": cfg.num_frames, "height": cfg.height, "width": cfg.width},
         "seed": cfg.seed,
@@ -160,6 +156,17 @@ def train_models(cfg: RunConfig) -> dict[str, Any]:
     }
     write_results(cfg.checkpoints / RESULTS, results)
     return results
+
+
+def data_results(cfg: RunConfig, data: VideoDataset) -> dict[str, Any]:
+    """What results.json says of the data a run trained on, whichever the encoder."""
+    return {
+        "labels": list(data.labels),
+        "data": str(cfg.train_dir),
+        "data_fingerprint": data.fingerprint,
+        "skipped": [asdict(s) for s in data.skipped],
+        "split_sizes": {k: len(v) for k, v in data.splits.items()},
+    }
 
 
 def write_splits(cfg: RunConfig, data: VideoDataset) -> Path:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from model_export.pipeline import (
     MEAN_POOL_EPOCHS,
     MODEL_FILE,
     RESULTS,
+    data_results,
     package_version,
     resumable,
     timed,
@@ -123,11 +124,7 @@ def train_and_export_with_onnx_encoder(cfg: RunConfig, spec: EncoderSpec) -> dic
             models[name] = export_and_score(cfg, info, head, data, sets, arch=name)
             models[name]["history"] = history.as_dict()
     results = {
-        "labels": list(data.labels),
-        "data": str(cfg.train_dir),
-        "data_fingerprint": data.fingerprint,
-        "skipped": [asdict(s) for s in data.skipped],
-        "split_sizes": {k: len(v) for k, v in data.splits.items()},
+        **data_results(cfg, data),
         **{f"{name}_size": sets[name].count for name in ("alt", "heldout") if name in sets},
         "geometry": {"num_frames": cfg.num_frames, "height": pre.height, "width": pre.width},
         "seed": cfg.seed,
