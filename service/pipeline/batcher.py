@@ -2,9 +2,7 @@
 
 One bounded queue feeds one loop. A batch opens with the first clip waiting
 and closes when it holds ``max_batch_size`` clips or ``max_delay`` has passed
-since that first clip was queued (mosec's ``get_batch``), or at once when no
-other clip can come to join it (no decode in flight: a lone request does not
-wait out the delay). Each batch is one
+since that first clip was queued (mosec's ``get_batch``). Each batch is one
 ONNX Runtime run in a dedicated thread; its outputs must match its inputs in
 number, and each result or error goes back to its own caller. A clip is
 checked before it may join a batch, and if a batched run fails anyway its
@@ -63,12 +61,8 @@ class Batcher:
         max_delay_s: float,
         max_queue: int,
         metrics: Metrics,
-        coming: Callable[[], int] | None = None,
     ) -> None:
-        """``coming``: how many requests may still bring clips (decodes in flight); with
-        none coming and none queued, a batch runs at once. Unset: always wait."""
         self._run = run
-        self._coming = coming
         self.clip_shape = clip_shape
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
@@ -153,7 +147,7 @@ class Batcher:
         while len(batch) < self.max_batch_size:
             if self._queue.empty():
                 remaining = deadline - time.perf_counter()
-                if remaining <= 0 or (self._coming is not None and self._coming() == 0):
+                if remaining <= 0:
                     break
                 try:
                     async with asyncio.timeout(remaining):

@@ -238,31 +238,3 @@ def test_full_queue_is_503_with_retry_after(make_settings: MakeSettings, mp4: Pa
     assert refused.json()["type"] == PROBLEM_BASE + "overloaded"
     assert int(refused.headers["retry-after"]) >= 1
     assert answers == [200, 200, 200]
-
-
-async def test_a_lone_clip_runs_at_once_when_nothing_else_can_come() -> None:
-    """With no decode in flight, nothing can join a batch: it runs without waiting out
-    its delay (an hour here); with one in flight, the batch waits for that clip."""
-    model, coming = FakeModel(), [0]
-    batcher = Batcher(
-        model,
-        clip_shape=SHAPE,
-        max_batch_size=4,
-        max_delay_s=3600.0,
-        max_queue=8,
-        metrics=Metrics(),
-        coming=lambda: coming[0],
-    )
-    batcher.start()
-    try:
-        (alone,) = await asyncio.wait_for(batcher.submit([clip(1)]), timeout=30)
-        assert (alone.batch_size, model.batches) == (1, [1])
-        coming[0] = 1  # a second request is still decoding: the first clip waits for it
-        first = asyncio.create_task(batcher.submit([clip(2)]))
-        await asyncio.sleep(0.05)
-        assert not first.done()
-        second = await asyncio.wait_for(batcher.submit([clip(3), clip(4), clip(5)]), timeout=30)
-        assert [r.batch_size for r in [*await first, *second]] == [4, 4, 4, 4]
-        assert model.batches == [1, 4]
-    finally:
-        await batcher.stop()
