@@ -59,6 +59,26 @@ class Spool:
                 shutil.rmtree(stale, ignore_errors=True)
 
 
+_names = itertools.count()
+
+
+def new_file(directory: Path) -> tuple[int, Path]:
+    """A new empty file in this process's spool ``directory``, open for writing.
+
+    Named by a counter: the directory is the process's own, so no random name
+    (and no retry loop, as ``mkstemp``'s) is needed. Our own suffix, too: FFmpeg
+    picks some demuxers by extension (HLS playlists, which may fetch URLs or read
+    local files, need .m3u8).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    while True:
+        path = directory / f"vidlstm-{next(_names)}.upload"
+        try:
+            return os.open(path, flags, 0o600), path
+        except FileExistsError:  # left by a spool of the same name: skip it
+            continue
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from service.core.errors import (
     UploadTimeoutError,
 )
 from service.pipeline.body import FILE_FIELD, Sink, sink_for
-from service.pipeline.spool import remove, write_all
+from service.pipeline.spool import new_file, remove, write_all
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +40,9 @@ DEFAULT_TIMEOUT_S = 600.0
 # Received data is written to the temp file in batches of about this much, one
 # writev each. At most 2 batches per upload are held: 256 MiB for 64 uploads.
 WRITE_BYTES = 2 * 1024 * 1024
+# A last batch this small goes to the page cache in ~0.1 ms: less than the thread
+# hop costs the loop (bench/README.md, scale-up).
+INLINE_WRITE_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +70,7 @@ async def receive_upload(
     """
     sink = sink_for(request.headers.get("content-type"))
     _check_declared_length(request.headers.get("content-length"), max_bytes)
-    # Our own name and suffix: FFmpeg picks some demuxers by extension (HLS
-    # playlists, which may fetch URLs or read local files, need .m3u8).
-    fd, name = tempfile.mkstemp(prefix="vidlstm-", suffix=".upload", dir=temp_dir)
-    path = Path(name)
+    fd, path = new_file(temp_dir)
     try:
         paced = _paced(request.stream(), idle_timeout_s=idle_timeout_s, timeout_s=timeout_s)
         try:
@@ -118,7 +117,9 @@ async def _spool(chunks: AsyncIterator[bytes], sink: Sink, fd: int, max_bytes: i
     """Feed ``chunks`` through ``sink`` into the file open at ``fd``; returns the bytes received.
 
     Writes go to a thread in ~2 MiB batches, one batch in flight while the next
-    is received: receiving (the event loop) and writing (the thread) overlap.
+    is received: receiving (the event loop) and writing (the thread) overlap. A
+    last batch of at most ``INLINE_WRITE_BYTES`` (all of a typical short clip) is
+    written on the loop.
     """
     received = 0
     pending: list[bytes] = []
@@ -144,8 +145,10 @@ async def _spool(chunks: AsyncIterator[bytes], sink: Sink, fd: int, max_bytes: i
     finally:
         if writing is not None:  # never leave a write running on a file about to close
             await asyncio.shield(writing)
-    if pending:
+    if pending_bytes > INLINE_WRITE_BYTES:
         await _write(fd, pending)
+    elif pending:
+        write_all(fd, pending)  # into the page cache: cheaper than the hop to a thread
     return received
 
 
