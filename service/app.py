@@ -21,8 +21,12 @@ def create_app(
     *,
     model: Model | None = None,
     decode_hook: DecodeHook | None = None,
+    serve_when_ready: bool = False,
 ) -> FastAPI:
     """A new app; ``model`` may be passed pre-loaded (``python -m service`` checks it first).
+
+    ``serve_when_ready``: start-up ends only once warmed up, so the server accepts no
+    connection before (a serving process beside others that are ready).
 
     ``decode_hook`` is for tests: a module-level function run in the decode worker
     with the upload's path before each decode (fault injection). Code, not a
@@ -33,6 +37,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        if serve_when_ready:
+            await runtime.wait_ready()
         try:
             yield
         finally:

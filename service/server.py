@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -27,6 +29,7 @@ from service.core.logs import configure_logging
 from service.core.runtime import Runtime, preflight
 from service.core.settings import Settings, get_settings
 from service.pipeline.decode_pool import DecodeHook
+from service.supervisor import Child, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +62,14 @@ CLOSE_TIMEOUT_S = 5
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+    """``parent_pid``: a supervisor's; when it is gone, the server drains and exits."""
+
+    def __init__(
+        self, config: uvicorn.Config, runtime: Runtime, *, parent_pid: int | None = None
+    ) -> None:
         super().__init__(config)
         self.runtime = runtime
+        self.parent_pid = parent_pid
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain: asyncio.Task[None] | None = None
 
@@ -90,6 +98,10 @@ class DrainingServer(uvicorn.Server):
     async def on_tick(self, counter: int) -> bool:
         if self.runtime.lifecycle.phase is Phase.FAILED:
             return True
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            log.warning("the supervisor is gone: draining")
+            self.parent_pid = None
+            self._begin_drain()
         return await super().on_tick(counter)
 
 
@@ -108,24 +120,51 @@ def uvicorn_config(app: FastAPI, **options: Any) -> uvicorn.Config:
     )
 
 
-def serve(settings: Settings, *, decode_hook: DecodeHook | None = None) -> int:
+def serve(
+    settings: Settings,
+    *,
+    decode_hook: DecodeHook | None = None,
+    sockets: list[socket.socket] | None = None,
+    parent_pid: int | None = None,
+    on_preflight: Callable[[], object] | None = None,
+) -> int:
     """Run the service until it is stopped; returns the process exit code.
 
-    ``decode_hook``: see :func:`service.app.create_app` (tests only).
+    ``decode_hook``: see :func:`service.app.create_app` (tests only). The rest is
+    for a serving process under :mod:`service.supervisor`: the listening socket
+    it shares, the supervisor's pid, and a call once the model has loaded. Such a
+    process accepts only once warmed up; its siblings serve meanwhile.
     """
     try:
         model = preflight(settings)
     except StartupError as err:
         log.error("cannot start: %s", err)
         return 2
-    app = create_app(settings, model=model, decode_hook=decode_hook)
+    if on_preflight is not None:
+        on_preflight()
+    app = create_app(
+        settings, model=model, decode_hook=decode_hook, serve_when_ready=sockets is not None
+    )
     runtime: Runtime = app.state.runtime
     config = uvicorn_config(app, host=settings.host, port=settings.port)
-    DrainingServer(config, runtime).run()
+    DrainingServer(config, runtime, parent_pid=parent_pid).run(sockets=sockets)
     if runtime.lifecycle.phase is Phase.FAILED:
         log.error("stopped: %s", runtime.lifecycle.failure)
         return 1
     return 0
+
+
+def serve_process(child: Child) -> None:
+    """One serving process under the supervisor (its spawn target)."""
+    child.prepare()
+    code = serve(
+        child.settings,
+        decode_hook=child.decode_hook,
+        sockets=[child.sock],
+        parent_pid=child.parent_pid,
+        on_preflight=child.preflight_passed.set,
+    )
+    sys.exit(code)
 
 
 def main(*, decode_hook: DecodeHook | None = None) -> None:
@@ -136,4 +175,6 @@ def main(*, decode_hook: DecodeHook | None = None) -> None:
         print(f"vidlstm: invalid settings (VIDLSTM_*):\n{err}", file=sys.stderr)
         sys.exit(2)
     configure_logging(settings.log_level)
+    if settings.processes > 1:
+        sys.exit(Supervisor(settings, serve_process, decode_hook=decode_hook).run())
     sys.exit(serve(settings, decode_hook=decode_hook))

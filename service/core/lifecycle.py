@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from service.core.errors import DrainingError, OverloadedError, StartingError, UnavailableError
 
@@ -26,10 +26,14 @@ class Phase(enum.StrEnum):
 class Lifecycle:
     """The server's phase and its requests in flight."""
 
-    def __init__(self, *, max_in_flight: int) -> None:
+    def __init__(
+        self, *, max_in_flight: int, on_count: Callable[[int], None] | None = None
+    ) -> None:
+        """``on_count`` is told the number in flight each time it changes (a gauge)."""
         self.phase = Phase.STARTING
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        self._on_count = on_count
         self.failure: str | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -70,14 +74,19 @@ class Lifecycle:
     async def work(self) -> AsyncIterator[None]:
         """Admit one request (or raise 503) and count it until it is answered."""
         self.check_admission()
-        self.in_flight += 1
+        self._count(+1)
         self._idle.clear()
         try:
             yield
         finally:
-            self.in_flight -= 1
+            self._count(-1)
             if self.in_flight == 0:
                 self._idle.set()
+
+    def _count(self, step: int) -> None:
+        self.in_flight += step
+        if self._on_count is not None:
+            self._on_count(self.in_flight)
 
     async def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no request is in flight; False if ``timeout_s`` passed first."""

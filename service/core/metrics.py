@@ -1,6 +1,16 @@
-"""Prometheus metrics, in a registry of the app's own (tests run many apps at once)."""
+"""Prometheus metrics, in a registry of the app's own (tests run many apps at once).
+
+With several serving processes (``VIDLSTM_SERVER_PROCESSES``) the supervisor sets
+``PROMETHEUS_MULTIPROC_DIR`` before it starts them: every process writes its
+counters and histograms there, and whichever process answers ``/metrics`` sums
+them all (prometheus_client's multiprocess mode), so a scrape through the one
+port sees the whole service. Gauges sum over live processes; the model's info
+is the same in each and comes from the answering one.
+"""
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -10,7 +20,10 @@ from prometheus_client import (
     Histogram,
     Info,
     generate_latest,
+    multiprocess,
 )
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -33,7 +46,10 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "vidlstm_requests_in_flight", "Classify requests being served", registry=r
+            "vidlstm_requests_in_flight",
+            "Classify requests being served",
+            multiprocess_mode="livesum",
+            registry=r,
         )
         self.rejections = Counter(
             "vidlstm_rejections", "Problem responses, by problem type", ["reason"], registry=r
@@ -67,9 +83,23 @@ class Metrics:
         )
         self.onnx_runs = Counter("vidlstm_onnx_runs", "ONNX Runtime runs", registry=r)
         self.clips = Counter("vidlstm_clips_inferred", "Clips given a prediction", registry=r)
-        self.queue_depth = Gauge("vidlstm_queue_depth", "Clips waiting for inference", registry=r)
-        self.model = Info("vidlstm_model", "The model being served", registry=r)
+        self.queue_depth = Gauge(
+            "vidlstm_queue_depth",
+            "Clips waiting for inference",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        # Info has no multiprocess form: it lives in a registry rendered as it is.
+        self._info_registry = CollectorRegistry(auto_describe=True)
+        self.model = Info("vidlstm_model", "The model being served", registry=self._info_registry)
+        self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if self.multiprocess_dir is None:
+            body = generate_latest(self.registry)
+        else:
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+            body = generate_latest(merged)
+        return body + generate_latest(self._info_registry), CONTENT_TYPE_LATEST

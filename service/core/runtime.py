@@ -57,7 +57,9 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.lifecycle = Lifecycle(max_in_flight=settings.max_requests_in_flight)
+        self.lifecycle = Lifecycle(
+            max_in_flight=settings.max_requests_in_flight, on_count=self.metrics.in_flight.set
+        )
         self.decode_pool = DecodePool(
             workers=settings.decode_workers,
             timeout_s=settings.decode_timeout_s,
@@ -66,7 +68,6 @@ class Runtime:
             queue_per_worker=settings.decode_queue_per_worker,
             on_restart=lambda cause: self.metrics.worker_restarts.labels(cause=cause).inc(),
         )
-        self.metrics.in_flight.set_function(lambda: self.lifecycle.in_flight)
         self.spool = Spool(settings.temp_dir)
         self._model = model
         self._batcher: Batcher | None = None

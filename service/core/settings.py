@@ -34,6 +34,16 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def default_server_processes(workers: int) -> int:
+    """1 below 8 decode workers, else one serving process per 4 workers.
+
+    On 2 cores a second process bought no throughput and cost more front CPU per
+    request (bench/README.md, scale-up): one process's front takes ~1.2 ms of CPU
+    a request, a ceiling that only a node with many decode workers comes near.
+    """
+    return 1 if workers < 8 else workers // 4
+
+
 def _split_list(value: Any) -> Any:
     """Accept ``a,b`` or a JSON list from the environment, or a real sequence."""
     if isinstance(value, str):
@@ -97,6 +107,15 @@ class Settings(BaseSettings):
         default=False, description="Require an API key for /metrics too (health probes stay open)."
     )
     log_level: str = Field(default="info", description="Python logging level of the JSON logs.")
+    server_processes: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Serving processes on the one port, each with its share of the decode workers and its"
+            " own ONNX Runtime session. Unset: 1 below 8 decode workers, else one per 4 workers"
+            " (on 2 cores a second one bought nothing; bench/README.md, scale-up)."
+        ),
+    )
 
     # -- upload ----------------------------------------------------------------
     max_upload_bytes: int = Field(
@@ -274,6 +293,13 @@ class Settings(BaseSettings):
     def provider_chain(self) -> tuple[str, ...]:
         """Full ONNX Runtime provider names, most preferred first."""
         return AUTO_PROVIDERS if self.providers == ("auto",) else self.providers
+
+    @property
+    def processes(self) -> int:
+        """Serving processes to run: the setting, or from the decode workers (the cores by
+        default); never more processes than workers."""
+        wanted = self.server_processes or default_server_processes(self.decode_workers)
+        return max(1, min(wanted, self.decode_workers))
 
     @property
     def decode_mode(self) -> DecodeMode:
