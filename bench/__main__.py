@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     load_start = report.load_average()
-    names = ["w1", *(n for n in args.workloads.split(",") if n in ("w2", "w3"))]
+    names = ["w1", *(n for n in args.workloads.split(",") if n in ("w2", "w3")), "tiny"]
     repeats = args.repeats or (1 if args.quick else 3)
     concurrency = args.concurrency or ("1,8" if args.quick else "1,8,32")
     env = dict(item.split("=", 1) for item in args.set)
@@ -104,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         contenders=tuple(c for c in args.contenders.split(",") if c),
         log_dir=_log_dir(args.cache),
         env=env,
+        cache=args.cache,
     )
     if "service" not in cfg.contenders:
         raise SystemExit("the service must be among the contenders")

@@ -27,20 +27,47 @@ def _stat_fields(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()
 
 
-def descendants(root: int) -> list[int]:
-    """``root`` and every process below it (by parent pid), at this instant."""
+def _children() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in PROC.iterdir():
         if entry.name.isdigit():
             fields = _stat_fields(int(entry.name))
             if fields is not None:
                 children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every process below it (by parent pid), at this instant."""
+    children = _children()
     tree, todo = [], [root]
     while todo:
         pid = todo.pop()
         tree.append(pid)
         todo.extend(children.get(pid, []))
     return tree
+
+
+def front_pids(root: int) -> list[int]:
+    """The HTTP front of the service rooted at ``root``: its serving process(es) and
+    their supervisor, without the decode workers (the tree's leaves) or
+    multiprocessing's resource trackers."""
+    children = _children()
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        kids = [k for k in children.get(pid, []) if "resource_tracker" not in _cmdline(k)]
+        if kids or pid == root:
+            tree.append(pid)
+            todo.extend(kids)
+    return tree
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def _status_kb(pid: int, key: str) -> int:
@@ -53,13 +80,14 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of ``pids`` so far (their reaped children included)."""
+def cpu_seconds(pids: list[int], *, reaped: bool = True) -> float:
+    """User + system CPU seconds of ``pids`` so far, with their reaped children's
+    unless ``reaped`` is False (a server's replaced decode workers are not its own)."""
     total = 0
     for pid in pids:
         fields = _stat_fields(pid)
         if fields is not None:
-            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+            total += sum(int(f) for f in fields[11 : 15 if reaped else 13])
     return total / TICKS
 
 

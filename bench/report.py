@@ -88,6 +88,12 @@ def _row(name: str, load: str, run: dict[str, Any] | None) -> str:
     )
 
 
+def _front(figures: dict[str, float | None]) -> str:
+    if not figures:
+        return "not measured"
+    return ", ".join(f"{key} {_f(ms, 2)} ms" for key, ms in figures.items())
+
+
 def markdown(r: dict[str, Any]) -> str:
     """The results as a Markdown page: machine, throughput/latency table, ratios, targets."""
     m = r["machine"]
@@ -123,9 +129,13 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(_row("service", label, r["service"].get(key)))
     if "w1_httpx_c8" in r["service"]:
         lines.append(_row("service", "W1 (httpx client), 8", r["service"]["w1_httpx_c8"]))
-    for name in ("idiomatic", "naive"):
-        for key, run in r[name].items():
-            lines.append(_row(name, f"W1, {key[1:]}", run))
+    for name in ("idiomatic", "naive", "litserve_style"):
+        for key, run in r.get(name, {}).items():
+            lines.append(_row(name.replace("_", "-"), f"W1, {key[1:]}", run))
+    for name, runs in r.get("scale", {}).items():
+        for key, run in runs.items():
+            workload, conc = key.rsplit("_", 1) if "_" in key else ("w1", key)
+            lines.append(_row(name, f"{workload.upper()}, {conc[1:]}", run))
     for key, run in r["service"].items():
         if key.startswith(("w2", "w3")):
             workload, conc = key.rsplit("_", 1)
@@ -153,6 +163,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"{_f(r['length'].get('w3_httpx_p50_ms'))} ms vs "
         f"{_f(r['length'].get('w1_10s_httpx_p50_ms'))} ms (its upload path is the bottleneck "
         "for a 70 MB body).",
+        f"- Front CPU per request (serving processes less ONNX Runtime, decode workers "
+        f"apart): {_front(r.get('front_cpu_ms', {}))}.",
         f"- Service process tree (server + decode workers): peak RSS {_f(r['peak_rss_mb'], 0)} MB "
         f"(sum of per-process peaks {_f(r['peak_rss_hwm_mb'], 0)} MB); at W1 concurrency 8 it "
         f"used {_f(r['cpu'].get('service_cores_c8'), 2)} cores while the machine was "

@@ -17,13 +17,15 @@ from bench.client import RunResult
 from bench.floor import Floor
 from bench.suite import Measured
 
-# Issue 5's targets: (ratio or figure, comparison, goal).
+# Targets (issues 5 and 23): (ratio or figure, comparison, goal).
 TARGETS = (
     ("service_vs_floor", ">=", 0.85),
     ("service_vs_naive", ">=", 4.0),
     ("service_vs_idiomatic", ">=", 1.5),
     ("long_vs_short", "<=", 2.0),
     ("peak_rss_mb", "<=", 1024.0),
+    ("service_vs_litserve_style_c1_p50", "<=", 0.75),
+    ("ingress_processes_vs_1", ">=", 1.3),
 )
 
 
@@ -72,7 +74,7 @@ def summarise(m: Measured) -> dict[str, Any]:
         if server == "idiomatic" and workload != "w1":
             idiomatic_long[name] = run_summary(runs)
         else:
-            by_server[server][name] = run_summary(runs)
+            by_server.setdefault(server, {})[name] = run_summary(runs)
     service = by_server["service"]
     length = {
         "w3_p50_ms": service.get("w3_c1", {}).get("p50_ms"),
@@ -84,8 +86,9 @@ def summarise(m: Measured) -> dict[str, Any]:
         "w1_10s_httpx_p50_ms": service.get("w1_10s_httpx_c1", {}).get("p50_ms"),
     }
     ratios: dict[str, float | None] = {k: _median(v) for k, v in m.ratios.items()}
-    for name in ("service_vs_floor", "service_vs_naive", "service_vs_idiomatic"):
-        ratios.setdefault(name, None)
+    for name, _, _ in TARGETS:
+        if name != "peak_rss_mb":
+            ratios.setdefault(name, None)
     ratios["long_vs_short"] = _ratio(length["w3_p50_ms"], length["w1_10s_p50_ms"])
     ratios["long_vs_short_in_server"] = _ratio(length["w3_server_ms"], length["w1_10s_server_ms"])
     ratios["long_vs_short_httpx"] = _ratio(length["w3_httpx_p50_ms"], length["w1_10s_httpx_p50_ms"])
@@ -102,6 +105,13 @@ def summarise(m: Measured) -> dict[str, Any]:
         "naive": by_server["naive"],
         "idiomatic": by_server["idiomatic"],
         "idiomatic_long": idiomatic_long,
+        "litserve_style": by_server.get("litserve-style", {}),
+        "scale": {
+            name: runs
+            for name, runs in by_server.items()
+            if name.startswith(("service-", "ingress-"))
+        },
+        "front_cpu_ms": {k: _median(v) for k, v in m.front_ms.items()},
         "length": length,
         "peak_rss_mb": round(m.peak_rss_mb, 1),
         "peak_rss_hwm_mb": round(m.hwm_mb, 1),

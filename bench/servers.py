@@ -2,6 +2,7 @@
 
 - ``service``: the real ``python -m service`` with its settings from ``VIDLSTM_*``.
 - ``naive`` and ``idiomatic``: ``python -m bench.naive_server`` / ``bench.idiomatic_server``.
+- ``litserve-style``: ``python -m bench.litserve_style_server``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,11 @@ def free_port() -> int:
 def _command(name: str, model: Path, port: int) -> list[str]:
     if name == "service":
         return [sys.executable, "-m", "service"]
-    module = {"naive": "bench.naive_server", "idiomatic": "bench.idiomatic_server"}[name]
+    module = {
+        "naive": "bench.naive_server",
+        "idiomatic": "bench.idiomatic_server",
+        "litserve-style": "bench.litserve_style_server",
+    }[name]
     return [sys.executable, "-m", module, "--model", str(model), "--port", str(port)]
 
 
@@ -59,9 +64,18 @@ def python_path(inherited: str | None) -> str:
 
 @contextlib.contextmanager
 def running(
-    name: str, model: Path, *, env: Mapping[str, str] | None = None, log_dir: Path | None = None
+    name: str,
+    model: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
+    label: str | None = None,
 ) -> Iterator[Server]:
-    """Start server ``name`` and wait until it answers ``/health`` 200; stop it on exit."""
+    """Start server ``name`` and wait until it answers ``/health`` 200; stop it on exit.
+
+    ``label``: what to call it (its log file too), when one server runs twice.
+    """
+    label = label or name
     port = free_port()
     environ = {
         **os.environ,
@@ -72,7 +86,7 @@ def running(
         "VIDLSTM_LOG_LEVEL": "warning",
         **(env or {}),
     }
-    stderr = (log_dir / f"{name}.log").open("wb") if log_dir else subprocess.DEVNULL
+    stderr = (log_dir / f"{label}.log").open("wb") if log_dir else subprocess.DEVNULL
     proc = subprocess.Popen(
         _command(name, model, port),
         cwd=REPO,
@@ -81,10 +95,10 @@ def running(
         stderr=stderr,
         start_new_session=True,  # a Ctrl-C of the bench must not reach it first
     )
-    server = Server(name, f"http://127.0.0.1:{port}", proc)
+    server = Server(label, f"http://127.0.0.1:{port}", proc)
     try:
         _wait_healthy(server)
-        log.info("%s ready on port %d (pid %d)", name, port, proc.pid)
+        log.info("%s ready on port %d (pid %d)", label, port, proc.pid)
         yield server
     finally:
         stop(server)

@@ -5,11 +5,13 @@ service at W1 concurrency 8 also by httpx, for reference. W1 at concurrency 8
 goes round by round (floor, service, idiomatic, naive, then the next repeat)
 so that others' load on the machine, a shared 2-core box, falls on all of
 them alike; ratios are taken within a round and their median
-reported. Then the service alone at its other concurrencies, HD (W2) for the
-service and the idiomatic server (the naive one would hold 5 GB of RGB per
-HD minute), and length scaling: the W3 videos interleaved with the 10-s W1
-clips, one request at a time. The servers run for the whole suite, and the
-service's process tree is watched throughout for its peak memory.
+reported. Then the service alone at its other concurrencies (at 1 interleaved with the
+LitServe-style server), HD (W2) for the service and the idiomatic server (the
+naive one would hold 5 GB of RGB per HD minute), length scaling: the W3 videos
+interleaved with the 10-s W1 clips, one request at a time; then the scale-up
+figures (:mod:`bench.scale`): several serving processes against one, and the
+ingress ceiling. The servers run for the whole suite, and the service's process
+tree is watched throughout for its peak memory.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from bench import client, floor, servers
+from bench import client, floor, scale, servers
 from bench.client import RunResult, Upload
 from bench.procs import TreeMonitor, Usage
 from bench.workloads import Workload
@@ -35,7 +37,7 @@ from service.pipeline.inference import Model, load_model
 
 log = logging.getLogger(__name__)
 
-CONTENDERS = ("service", "idiomatic", "naive")
+CONTENDERS = ("service", "idiomatic", "naive", "litserve-style")
 MAIN_CONCURRENCY = 8
 # W3 and 10-s clip requests take ~0.2 s a pair: a few pairs per repeat steady their medians.
 W3_ROUNDS_PER_REPEAT = 4
@@ -50,6 +52,7 @@ class Config:
     contenders: tuple[str, ...] = CONTENDERS
     log_dir: Path | None = None
     env: dict[str, str] = field(default_factory=dict)  # VIDLSTM_* for the service
+    cache: Path | None = None  # where the ingress stand-in model is written; None: no scale-up
 
     @property
     def settings(self) -> Settings:
@@ -68,6 +71,7 @@ class Measured:
     floor: dict[str, list[floor.Floor]] = field(default_factory=dict)
     runs: dict[str, list[RunResult]] = field(default_factory=dict)  # "<server>/<wl>/c<n>"
     ratios: dict[str, list[float]] = field(default_factory=dict)  # one per W1 round
+    front_ms: dict[str, list[float]] = field(default_factory=dict)  # front CPU ms/request, by run
     usage_c8: list[Usage] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     hwm_mb: float = 0.0
@@ -77,6 +81,10 @@ class Measured:
         if run.errors:
             log.warning("%s: %d errors, e.g. %s", key, run.errors, run.error_samples[:2])
         return run
+
+
+def _key(name: str) -> str:
+    return name.replace("-", "_")
 
 
 def service_job(settings: Settings, model: Model) -> DecodeJob:
@@ -130,6 +138,10 @@ class Suite:
                     if "w3" in self.cfg.workloads:
                         self._w3(w1)
                     self.m.peak_rss_mb, self.m.hwm_mb = monitor.peak_rss_mb, monitor.hwm_sum_mb
+                if self.cfg.cache is not None:
+                    self._processes(uploads)
+                    if "tiny" in self.cfg.workloads:
+                        self._ingress(self.cfg.cache, self.cfg.workloads["tiny"])
         finally:
             decode_pool.close()
         return self.m
@@ -165,7 +177,7 @@ class Suite:
             m.floor.setdefault("w1", []).append(fl)
             window = monitor.window()
             url = self._url("service")
-            mine = m.add("service/w1/c8", client.run_raw(url, uploads, concurrency=c))
+            mine = self._metered("service/w1/c8", self.running["service"], uploads, c)
             m.usage_c8.append(window.usage())
             m.ratios.setdefault("service_vs_floor", []).append(mine.videos_per_s / fl.videos_per_s)
             # The same run with httpx, whose event loop takes a fifth of a core from the server.
@@ -173,13 +185,13 @@ class Suite:
             m.ratios.setdefault("service_vs_floor_httpx", []).append(
                 ref.videos_per_s / fl.videos_per_s
             )
-            for name in ("idiomatic", "naive"):
+            for name in ("idiomatic", "naive", "litserve-style"):
                 if name in self.running:
                     other = m.add(
                         f"{name}/w1/c8", client.run_raw(self._url(name), uploads, concurrency=c)
                     )
                     if other.videos_per_s > 0:
-                        m.ratios.setdefault(f"service_vs_{name}", []).append(
+                        m.ratios.setdefault(f"service_vs_{_key(name)}", []).append(
                             mine.videos_per_s / other.videos_per_s
                         )
 
@@ -190,6 +202,68 @@ class Suite:
             for _ in tqdm(range(self.cfg.repeats), desc=f"W1 service c{conc}", leave=False):
                 run = client.run_raw(self._url("service"), uploads, concurrency=conc)
                 self.m.add(f"service/w1/c{conc}", run)
+                if conc == 1 and "litserve-style" in self.running:
+                    # The lone request, round by round against the LitServe-style server.
+                    url = self._url("litserve-style")
+                    other = self.m.add("litserve-style/w1/c1", client.run_raw(url, uploads))
+                    if other.latencies_s and run.latencies_s:
+                        ratio = run.percentile_ms(50) / other.percentile_ms(50)
+                        self.m.ratios.setdefault("service_vs_litserve_style_c1_p50", []).append(
+                            ratio
+                        )
+
+    def _metered(
+        self, key: str, server: servers.Server, uploads: list[Upload], concurrency: int
+    ) -> RunResult:
+        run, front_ms = scale.run_metered(server, uploads, concurrency)
+        self.m.front_ms.setdefault(key, []).append(front_ms)
+        return self.m.add(key, run)
+
+    def _processes(self, uploads: list[Upload]) -> None:
+        """W1 at concurrency 8: N serving processes against one, round by round."""
+        cfg, n = self.cfg, scale.PROCESSES
+        label = f"service-{n}p"
+        with scale.service(
+            cfg.model, cfg.env, processes=n, label=label, log_dir=cfg.log_dir
+        ) as many:
+            self._warm_up(many, uploads)
+            for _ in tqdm(range(cfg.repeats), desc=f"W1 c8: {n} processes vs 1", leave=False):
+                one = self._metered("service/w1/c8", self.running["service"], uploads, 8)
+                more = self._metered(f"{label}/w1/c8", many, uploads, 8)
+                if one.videos_per_s > 0:
+                    ratio = more.videos_per_s / one.videos_per_s
+                    self.m.ratios.setdefault("processes_vs_1_w1", []).append(ratio)
+
+    def _ingress(self, cache: Path, tiny: Workload) -> None:
+        """The ingress ceiling (tiny clips, free inference), one process against N."""
+        model, n, env, logs = (
+            scale.ingress_model_path(cache),
+            scale.PROCESSES,
+            self.cfg.env,
+            self.cfg.log_dir,
+        )
+        with (
+            scale.service(model, env, processes=1, label="ingress-1p", log_dir=logs) as one,
+            scale.service(model, env, processes=n, label=f"ingress-{n}p", log_dir=logs) as many,
+        ):
+            rounds = scale.ingress_rounds(
+                {"ingress-1p": one, f"ingress-{n}p": many},
+                scale.ingress_uploads(tiny),
+                max(self.cfg.repeats, 3),
+            )
+        for name, runs in rounds.items():
+            for run, front_ms in runs:
+                self.m.add(f"{name}/tiny/c{scale.INGRESS_CONCURRENCY}", run)
+                self.m.front_ms.setdefault(f"{name}/tiny/c{scale.INGRESS_CONCURRENCY}", []).append(
+                    front_ms
+                )
+        for (single, _), (several, _) in zip(
+            rounds["ingress-1p"], rounds[f"ingress-{n}p"], strict=True
+        ):
+            if single.videos_per_s > 0:
+                self.m.ratios.setdefault("ingress_processes_vs_1", []).append(
+                    several.videos_per_s / single.videos_per_s
+                )
 
     def _w2(self, decode_pool: floor.DecodeFloor) -> None:
         w2 = self.cfg.workloads["w2"]

@@ -6,6 +6,8 @@
   they are the short reference of the length-scaling figure.
 - ``w2`` "HD": 20 clips, 1280x720, 30 fps, 30-60 s (keyframe every 250 / 30).
 - ``w3`` "long": 2 videos, 640x360, 25 fps, 10 minutes (keyframe every 250 / 50).
+- ``tiny``: 40 clips, 64x64 MJPEG, 16 frames: decoding costs almost nothing, so
+  requests/s measure the HTTP front (the ingress ceiling), not the decoders.
 
 Encoding is x264 at the ultrafast preset (so generation stays bounded on two
 cores) with B-frames, CABAC and the deblocking filter turned back on, as in
@@ -40,7 +42,8 @@ log = logging.getLogger(__name__)
 CONTENT_VERSION = 1  # bump when bench.content draws differently
 X264_PARAMS = "bframes=2:b-adapt=0:cabac=1:deblock=1:scenecut=0"
 CRF = 23
-NAMES = ("w1", "w2", "w3")
+NAMES = ("w1", "w2", "w3", "tiny")
+X264 = "libx264"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,7 @@ class ClipSpec:
     seconds: float
     gop: int
     seed: int
+    codec: str = X264
 
     @property
     def frames(self) -> int:
@@ -62,10 +66,13 @@ class ClipSpec:
     @property
     def key(self) -> str:
         doc = {**asdict(self), "x264": X264_PARAMS, "crf": CRF, "content": CONTENT_VERSION}
+        if self.codec == X264:
+            del doc["codec"]  # the keys of the x264 workloads' cached files stay as they were
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:10]
 
     def path(self, cache: Path, workload: str) -> Path:
-        return cache / workload / f"{self.name}-{self.key}.mp4"
+        suffix = ".mp4" if self.codec == X264 else ".avi"
+        return cache / workload / f"{self.name}-{self.key}{suffix}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +89,7 @@ class Workload:
 
 def spec(name: str, *, quick: bool = False) -> Workload:
     """The clips of workload ``name`` (``w1``, ``w2`` or ``w3``)."""
-    rng = np.random.default_rng({"w1": 1, "w2": 2, "w3": 3}[name])
+    rng = np.random.default_rng({"w1": 1, "w2": 2, "w3": 3, "tiny": 4}[name])
     if name == "w1":
         count = 8 if quick else 200
         seconds = [10.0, 10.0, *np.round(rng.uniform(4, 10, count - 2), 1).tolist()]
@@ -108,6 +115,11 @@ def spec(name: str, *, quick: bool = False) -> Workload:
             for i in range(count)
         ]
         return Workload(name, "long 640x360", tuple(clips))
+    if name == "tiny":
+        clips = [
+            ClipSpec(f"tiny-{i:02d}", 64, 64, 16, 1.0, 1, 4000 + i, "mjpeg") for i in range(40)
+        ]
+        return Workload(name, "tiny 64x64 MJPEG", tuple(clips))
     raise ValueError(f"unknown workload {name!r}; expected one of {NAMES}")
 
 
@@ -144,12 +156,15 @@ def write_clip(clip: ClipSpec, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.part")
     rate = Fraction(clip.fps)
-    with av.open(str(partial), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=rate)
+    x264 = clip.codec == X264
+    with av.open(str(partial), "w", format="mp4" if x264 else "avi") as container:
+        stream = container.add_stream(clip.codec, rate=rate)
         assert isinstance(stream, av.video.VideoStream)
-        stream.width, stream.height, stream.pix_fmt = clip.width, clip.height, "yuv420p"
-        params = f"{X264_PARAMS}:keyint={clip.gop}:min-keyint={clip.gop}"
-        stream.options = {"preset": "ultrafast", "crf": str(CRF), "x264-params": params}
+        stream.width, stream.height = clip.width, clip.height
+        stream.pix_fmt = "yuv420p" if x264 else "yuvj420p"
+        if x264:
+            params = f"{X264_PARAMS}:keyint={clip.gop}:min-keyint={clip.gop}"
+            stream.options = {"preset": "ultrafast", "crf": str(CRF), "x264-params": params}
         stream.codec_context.thread_count = 1  # the same bytes on every machine
         frames = yuv_frames(
             seed=clip.seed, height=clip.height, width=clip.width, count=clip.frames, fps=clip.fps

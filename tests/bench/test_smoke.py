@@ -61,8 +61,21 @@ def test_quick_bench_writes_results_of_the_promised_shape(tiny_model: Path, tmp_
         "service_vs_naive",
         "service_vs_idiomatic",
         "long_vs_short",
+        "service_vs_litserve_style",
+        "service_vs_litserve_style_c1_p50",
+        "processes_vs_1_w1",
+        "ingress_processes_vs_1",
     }
     assert all(isinstance(v, float) for v in doc["ratios"].values())
+    # The scale-up figures: the front's CPU per request for each server measured so.
+    assert set(doc["front_cpu_ms"]) == {
+        "service/w1/c8",
+        "service-2p/w1/c8",
+        "ingress-1p/tiny/c16",
+        "ingress-2p/tiny/c16",
+    }
+    assert all(ms > 0 for ms in doc["front_cpu_ms"].values())
+    assert doc["scale"]["ingress-2p"]["tiny_c16"]["errors"] == 0
     c8 = doc["service"]["c8"]
     assert set(c8) >= {"videos_per_s", "p50_ms", "p99_ms", "errors"}
     assert c8["errors"] == 0
@@ -72,6 +85,7 @@ def test_quick_bench_writes_results_of_the_promised_shape(tiny_model: Path, tmp_
     assert {"w1", "w2", "w3"} <= set(doc["workloads"])
     table = (out / "latest.md").read_text()
     assert "| service | W1, 8 |" in table
+    assert "| litserve-style | W1, 1 |" in table
     assert "service_vs_floor" in table
 
 
