@@ -3,8 +3,12 @@
 #   1. ONNX Runtime really runs the model on CUDA (session.get_providers()),
 #   2. CUDA and CPU probabilities agree on real clips (max abs diff <= 1e-3),
 #   3. inference throughput at batch 1..64 (clips/s), beside the CPU's,
-#   4. end-to-end: the service over HTTP on W1 with VIDLSTM_PROVIDERS=cuda,
-# all written to bench/results/gpu-<card>.json. Exit status 0 only if 1 and 2 hold.
+#   4. end-to-end: the service over HTTP on W1 with VIDLSTM_PROVIDERS=cuda at
+#      concurrency 8, 32 and 64, with its default serving processes (one per 4
+#      cores) and the scale-up figures of `make bench` (2 processes against 1,
+#      the ingress ceiling, the front's CPU per request),
+#   5. a py-spy profile of the serving processes and workers at concurrency 32,
+# all written to bench/results/gpu-<card>*. Exit status 0 only if 1 and 2 hold.
 #
 #   bench/gpu_check.sh [MODEL]     (default models/vidlstm.onnx, else an untrained export)
 #
@@ -18,7 +22,7 @@ if [[ -z ${PY:-} ]]; then
 fi
 MODEL=${1:-models/vidlstm.onnx}
 PROVIDER=${PROVIDER:-cuda}
-E2E_ARGS=${E2E_ARGS:---workloads w1 --repeats 1 --concurrency 8,32}
+E2E_ARGS=${E2E_ARGS:---workloads w1 --repeats 1 --concurrency 1,8,32,64}
 E2E_TIMEOUT=${E2E_TIMEOUT:-1200}
 
 # onnxruntime-gpu dlopens the CUDA libraries (cuBLAS, cuDNN, ...) by name: where
@@ -55,6 +59,11 @@ timeout 600 "$PY" -m bench.gpu_check --model "$MODEL" --out "$OUT" --provider "$
 timeout "$E2E_TIMEOUT" "$PY" -m bench $E2E_ARGS --contenders service,idiomatic --model "$MODEL" \
   --out "$RUN" --set "VIDLSTM_PROVIDERS=$PROVIDER" --set VIDLSTM_MAX_BATCH_SIZE=32 || status=$?
 
+# Where the CPU goes at concurrency 32, every serving process and worker (py-spy, native).
+timeout 300 "$PY" -m bench.profile --model "$MODEL" --concurrency 32 --seconds 30 \
+  --label "gpu-${CARD}-c32" --set "VIDLSTM_PROVIDERS=$PROVIDER" --set VIDLSTM_MAX_BATCH_SIZE=32 \
+  || echo "profile failed (py-spy missing?)"
+
 "$PY" - "$OUT" "$RUN/latest.json" <<'PY'
 import json, sys
 from pathlib import Path
@@ -64,7 +73,8 @@ if run.exists():
     e2e = json.loads(run.read_text())
     doc["service_end_to_end"] = {
         key: e2e[key]
-        for key in ("command", "settings", "workloads", "service", "floor", "ratios", "peak_rss_mb", "machine")
+        for key in ("command", "settings", "workloads", "service", "floor", "ratios", "peak_rss_mb",
+                    "machine", "scale", "front_cpu_ms", "litserve_style")
         if key in e2e
     }
 doc["note"] = "written by bench/gpu_check.sh"

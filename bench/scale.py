@@ -1,9 +1,10 @@
 """Scale-up figures, measured within the same ``make bench`` run as the rest.
 
 - **Front CPU per request**: the CPU time of the service's serving process(es)
-  and supervisor (not the decode workers), less the ONNX Runtime time the service
-  itself reports (``vidlstm_inference_seconds_sum``), per answered request: what
-  receiving, spooling, admitting, handing off and answering cost.
+  and supervisor (not the decode workers), less the ONNX Runtime CPU time the
+  service itself reports (``vidlstm_inference_cpu_seconds_total``; its wall time
+  would overstate it on a busy machine), per answered request: what receiving,
+  spooling, admitting, handing off and answering cost.
 - **Serving processes**: the service with ``VIDLSTM_SERVER_PROCESSES=N`` against
   the one-process service on W1 at concurrency 8, round by round.
 - **Ingress ceiling**: requests/s at concurrency 16 on the tiny clips with a model
@@ -36,13 +37,13 @@ INGRESS_PASSES = 10  # each run sends the 40 tiny clips this many times
 # The processes compared with one: the default on a node of 8+ cores, and what
 # a 2-core machine can show of it.
 PROCESSES = 2
-_INFERENCE_SUM = re.compile(r"^vidlstm_inference_seconds_sum (\S+)$", re.M)
+_INFERENCE_CPU = re.compile(r"^vidlstm_inference_cpu_seconds_total (\S+)$", re.M)
 
 
 def inference_seconds(base_url: str) -> float:
-    """ONNX Runtime time the service has spent so far, over all its processes."""
+    """ONNX Runtime CPU time the service has spent so far, over all its processes."""
     text = httpx.get(f"{base_url}/metrics", timeout=10).text
-    found = _INFERENCE_SUM.search(text)
+    found = _INFERENCE_CPU.search(text)
     return float(found.group(1)) if found else 0.0
 
 

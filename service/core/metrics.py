@@ -78,6 +78,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.inference_cpu_seconds = Counter(
+            "vidlstm_inference_cpu_seconds",
+            "CPU time of ONNX Runtime runs on the calling thread (all of it with one intra-op"
+            " thread, as by default)",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "vidlstm_batch_size", "Clips per ONNX Runtime run", buckets=BATCH_BUCKETS, registry=r
         )

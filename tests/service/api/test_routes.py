@@ -304,3 +304,7 @@ def test_metrics_exposition(server: Served) -> None:
     ):
         assert name in text
     assert 'route="/classify"' in text
+    # The warm-up's runs already took CPU: on the calling thread, never more than their wall time.
+    cpu = float(text.split("\nvidlstm_inference_cpu_seconds_total ")[1].split()[0])
+    wall = float(text.split("\nvidlstm_inference_seconds_sum ")[1].split()[0])
+    assert 0 < cpu <= wall
