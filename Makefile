@@ -11,10 +11,11 @@ MODEL ?= models/vidlstm.onnx
 setup: $(STAMP)
 
 # Reinstall when the project's dependencies change. torch==2.13.0 (the train
-# extra) resolves to the CPU wheel that lies on this machine's disk.
+# extra) resolves to the CPU wheel that lies on this machine's disk; the bulk
+# extra (Ray, pyarrow) is installed so that python -m bulk is tested.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[train,dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[train,dev,bulk]'
 	touch $(STAMP)
 
 model: $(MODEL)

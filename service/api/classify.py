@@ -28,6 +28,7 @@ from service.core.runtime import Runtime
 from service.media.decode_job import DecodedVideo
 from service.media.timestamps import FloatArray
 from service.pipeline.batcher import Inferred, Probabilities
+from service.pipeline.inference import ModelInfo
 from service.pipeline.upload import receive_upload
 
 
@@ -72,7 +73,7 @@ async def classify(request: Request, runtime: Runtime, params: ClassifyParams) -
         raise
 
     return respond(  # respond
-        runtime,
+        runtime.model.info,
         decoded,
         results,
         top_k=params.top_k,
@@ -88,7 +89,7 @@ async def classify(request: Request, runtime: Runtime, params: ClassifyParams) -
 
 
 def respond(
-    runtime: Runtime,
+    model: ModelInfo,
     decoded: DecodedVideo,
     results: Sequence[Inferred],
     *,
@@ -96,8 +97,11 @@ def respond(
     window_s: float | None,
     timing: Timing,
 ) -> ClassifyResponse:
-    """The response body: whole-video result first, then one entry per window."""
-    info, labels = decoded.info, runtime.model.info.labels
+    """The response body: whole-video result first, then one entry per window.
+
+    Also what ``python -m bulk`` writes for a file, so that both say the same.
+    """
+    info, labels = decoded.info, model.labels
     whole = _normalised(results[0].probabilities)
     segments = None
     if window_s is not None:
@@ -110,7 +114,7 @@ def respond(
             for (start, end), r in zip(decoded.windows, results[1:], strict=True)
         ]
     return ClassifyResponse(
-        model=ModelRef(name=runtime.model.info.name, version=runtime.model.info.version),
+        model=ModelRef(name=model.name, version=model.version),
         video=VideoSummary(
             duration_s=info.duration_s,
             fps=info.fps,
