@@ -88,6 +88,20 @@ def _row(name: str, load: str, run: dict[str, Any] | None) -> str:
     )
 
 
+def _bulk(r: dict[str, Any]) -> str:
+    runs = r.get("bulk", {})
+    if not runs:
+        return "not measured"
+    parts = [
+        f"{name} {_f(run.get('files_per_s'), 1)} files/s (start-up {_f(run.get('startup_s'), 1)} s)"
+        for name, run in runs.items()
+        if "files_per_s" in run
+    ]
+    if "local_w2" in runs:
+        parts.append(f"local on W2 peak RSS {_f(runs['local_w2']['peak_rss_mb'], 0)} MB")
+    return ", ".join(parts)
+
+
 def _front(figures: dict[str, float | None]) -> str:
     if not figures:
         return "not measured"
@@ -163,6 +177,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"{_f(r['length'].get('w3_httpx_p50_ms'))} ms vs "
         f"{_f(r['length'].get('w1_10s_httpx_p50_ms'))} ms (its upload path is the bottleneck "
         "for a 70 MB body).",
+        f"- Bulk on W1 (`python -m bulk`, files/s beyond start-up; start-up s): {_bulk(r)}.",
         f"- Front CPU per request (serving processes less ONNX Runtime, decode workers "
         f"apart): {_front(r.get('front_cpu_ms', {}))}.",
         f"- Service process tree (server + decode workers): peak RSS {_f(r['peak_rss_mb'], 0)} MB "

@@ -26,6 +26,9 @@ TARGETS = (
     ("peak_rss_mb", "<=", 1024.0),
     ("service_vs_litserve_style_c1_p50", "<=", 0.75),
     ("ingress_processes_vs_1", ">=", 1.3),
+    ("bulk_local_vs_floor", ">=", 0.9),
+    ("bulk_ray_vs_floor", ">=", 0.7),
+    ("bulk_local_w2_peak_rss_mb", "<=", 1536.0),
 )
 
 
@@ -87,7 +90,7 @@ def summarise(m: Measured) -> dict[str, Any]:
     }
     ratios: dict[str, float | None] = {k: _median(v) for k, v in m.ratios.items()}
     for name, _, _ in TARGETS:
-        if name != "peak_rss_mb":
+        if not name.endswith("peak_rss_mb"):
             ratios.setdefault(name, None)
     ratios["long_vs_short"] = _ratio(length["w3_p50_ms"], length["w1_10s_p50_ms"])
     ratios["long_vs_short_in_server"] = _ratio(length["w3_server_ms"], length["w1_10s_server_ms"])
@@ -112,6 +115,7 @@ def summarise(m: Measured) -> dict[str, Any]:
             if name.startswith(("service-", "ingress-"))
         },
         "front_cpu_ms": {k: _median(v) for k, v in m.front_ms.items()},
+        "bulk": m.bulk,
         "length": length,
         "peak_rss_mb": round(m.peak_rss_mb, 1),
         "peak_rss_hwm_mb": round(m.hwm_mb, 1),
@@ -127,10 +131,20 @@ def summarise(m: Measured) -> dict[str, Any]:
 def targets(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {}
     for name, op, goal in TARGETS:
-        value = doc["peak_rss_mb"] if name == "peak_rss_mb" else doc["ratios"].get(name)
+        value = _figure(doc, name)
         met = None if value is None else (value >= goal if op == ">=" else value <= goal)
         out[name] = {"value": value, "goal": f"{op} {goal:g}", "met": met}
     return out
+
+
+def _figure(doc: dict[str, Any], name: str) -> float | None:
+    if name == "peak_rss_mb":
+        return float(doc["peak_rss_mb"])
+    if name == "bulk_local_w2_peak_rss_mb":
+        rss = doc.get("bulk", {}).get("local_w2", {}).get("peak_rss_mb")
+        return None if rss is None else float(rss)
+    value = doc["ratios"].get(name)
+    return None if value is None else float(value)
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

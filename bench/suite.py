@@ -17,8 +17,10 @@ tree is watched throughout for its peak memory.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from bench import client, floor, scale, servers
+from bench import bulk_rate, client, floor, scale, servers
 from bench.client import RunResult, Upload
 from bench.procs import TreeMonitor, Usage
 from bench.workloads import Workload
@@ -72,6 +74,7 @@ class Measured:
     runs: dict[str, list[RunResult]] = field(default_factory=dict)  # "<server>/<wl>/c<n>"
     ratios: dict[str, list[float]] = field(default_factory=dict)  # one per W1 round
     front_ms: dict[str, list[float]] = field(default_factory=dict)  # front CPU ms/request, by run
+    bulk: dict[str, dict[str, float | str]] = field(default_factory=dict)  # by engine
     usage_c8: list[Usage] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     hwm_mb: float = 0.0
@@ -142,6 +145,7 @@ class Suite:
                     self._processes(uploads)
                     if "tiny" in self.cfg.workloads:
                         self._ingress(self.cfg.cache, self.cfg.workloads["tiny"])
+                    self._bulk(self.cfg.cache, w1)
         finally:
             decode_pool.close()
         return self.m
@@ -233,6 +237,20 @@ class Suite:
                 if one.videos_per_s > 0:
                     ratio = more.videos_per_s / one.videos_per_s
                     self.m.ratios.setdefault("processes_vs_1_w1", []).append(ratio)
+
+    def _bulk(self, cache: Path, w1: Workload) -> None:
+        """``python -m bulk`` on W1, each engine, beside this run's floor (the servers idle)."""
+        engines = ["local"] + (["ray"] if importlib.util.find_spec("ray") else [])
+        floor_rate = float(np.median([f.videos_per_s for f in self.m.floor["w1"]]))
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            for engine in tqdm(engines, desc="bulk on W1", leave=False):
+                rate = bulk_rate.measure(engine, w1.paths, self.cfg.model, Path(tmp) / engine)
+                self.m.bulk[engine] = rate.summary()
+                self.m.ratios[f"bulk_{engine}_vs_floor"] = [rate.files_per_s / floor_rate]
+            if "w2" in self.cfg.workloads:
+                w2 = self.cfg.workloads["w2"].paths
+                rss = bulk_rate.peak_rss_mb(w2, self.cfg.model, Path(tmp) / "w2")
+                self.m.bulk["local_w2"] = {"engine": "local", "peak_rss_mb": round(rss, 1)}
 
     def _ingress(self, cache: Path, tiny: Workload) -> None:
         """The ingress ceiling (tiny clips, free inference), one process against N."""

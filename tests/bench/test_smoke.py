@@ -65,6 +65,8 @@ def test_quick_bench_writes_results_of_the_promised_shape(tiny_model: Path, tmp_
         "service_vs_litserve_style_c1_p50",
         "processes_vs_1_w1",
         "ingress_processes_vs_1",
+        "bulk_local_vs_floor",
+        "bulk_ray_vs_floor",
     }
     assert all(isinstance(v, float) for v in doc["ratios"].values())
     # The scale-up figures: the front's CPU per request for each server measured so.
@@ -76,6 +78,8 @@ def test_quick_bench_writes_results_of_the_promised_shape(tiny_model: Path, tmp_
     }
     assert all(ms > 0 for ms in doc["front_cpu_ms"].values())
     assert doc["scale"]["ingress-2p"]["tiny_c16"]["errors"] == 0
+    assert {"local", "ray", "local_w2"} <= set(doc["bulk"])
+    assert doc["targets"]["bulk_local_w2_peak_rss_mb"]["value"] > 0
     c8 = doc["service"]["c8"]
     assert set(c8) >= {"videos_per_s", "p50_ms", "p99_ms", "errors"}
     assert c8["errors"] == 0
