@@ -20,7 +20,7 @@ import pytest
 from bulk import local
 from bulk.classifier import bulk_settings
 from bulk.sources import SourceError, expand
-from bulk.table import OK, UNREADABLE, done_paths
+from bulk.table import OK, UNREADABLE, PartWriter, done_paths
 from service.app import create_app
 from service.core.errors import PROBLEM_BASE
 from service.core.settings import Settings
@@ -145,8 +145,13 @@ def test_every_file_gets_the_row_the_service_would_answer(
     assert summary["msg"].startswith(f"{len(answers)} rows in ")
 
 
+@pytest.mark.parametrize("engine", ["local", "ray"])
 def test_resume_skips_what_is_done(
-    archive: Path, tiny_model: Path, tmp_path: Path, answers: dict[str, tuple[str, Any]]
+    engine: str,
+    archive: Path,
+    tiny_model: Path,
+    tmp_path: Path,
+    answers: dict[str, tuple[str, Any]],
 ) -> None:
     listing = tmp_path / "first.txt"
     first = sorted(answers)[:4]
@@ -160,11 +165,28 @@ def test_resume_skips_what_is_done(
     assert refused.returncode == 1  # results in the way, no --resume
     assert "--resume" in refused.stderr
 
-    resumed = run_bulk(str(archive), *common, "--resume")
+    resumed = run_bulk(str(archive), *common, "--resume", "--engine", engine)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"{len(answers)} files, 4 done before, {len(answers) - 4} to classify" in resumed.stderr
     frame = table(out)
     assert sorted(frame["path"]) == sorted(answers)  # each once
+
+    again = run_bulk(str(archive), *common, "--resume", "--engine", engine)
+    assert again.returncode == 0
+    assert f"{len(answers)} files, {len(answers)} done before, 0 to classify" in again.stderr
+
+
+def test_a_part_cut_short_is_set_aside_and_its_files_done_again(tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    writer = PartWriter(out, rows=2)
+    for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"):
+        writer.add({"path": name, "status": OK, "model_name": "m", "model_version": "1"})
+    parts = sorted(out.glob("*.parquet"))
+    assert len(parts) == 2
+    data = parts[1].read_bytes()
+    parts[1].write_bytes(data[: len(data) // 2])  # as a killed writer would leave it
+    assert done_paths(out) == {"a.mp4", "b.mp4"}
+    assert parts[1].with_suffix(".broken").exists() and not parts[1].exists()
 
 
 def test_a_killed_job_resumed_gives_the_table_of_one_run(
