@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # Files per actor call: enough to fill its decode workers twice over.
 BATCH_PER_WORKER = 2
+CALLS_PER_ACTOR = 2
 
 
 class RayClassify:
@@ -96,6 +97,9 @@ def run(
         batch_format="numpy",
         concurrency=actors,
         num_cpus=1,
+        # Two batches at once per actor: one decodes while the other's rows go out,
+        # so the workers never wait for Ray between batches.
+        max_concurrency=CALLS_PER_ACTOR,
     )
     out.mkdir(parents=True, exist_ok=True)
     rows.write_parquet(str(out), min_rows_per_file=part_rows)
