@@ -6,12 +6,14 @@ no decode pool, no limits; just enough to classify the same files with the same 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
@@ -34,6 +36,35 @@ class OnnxModel:
             "top": [{"label": self.labels[i], "score": float(probs[i])} for i in order],
             "probabilities": {label: float(p) for label, p in zip(self.labels, probs, strict=True)},
         }
+
+
+def sampled_clip(
+    model: OnnxModel, data: bytes, *, stop_after_last: bool, interpolation: str | None = None
+) -> npt.NDArray[np.uint8]:
+    """``(T, H, W, 3) uint8``: the frames nearest T evenly spaced positions, in one
+    sequential PyAV pass (to the end, or ``stop_after_last`` sample), each scaled by
+    FFmpeg to the model's size."""
+    with av.open(io.BytesIO(data), mode="r") as container:
+        stream = container.streams.video[0]
+        seconds = (container.duration or 0) / av.time_base
+        total = stream.frames or int(seconds * float(stream.average_rate or 25))
+        picks = ((np.arange(model.num_frames) + 0.5) * total / model.num_frames).astype(int)
+        wanted = {int(p): k for k, p in enumerate(picks)}
+        clip = np.zeros((model.num_frames, model.height, model.width, 3), dtype=np.uint8)
+        width, height = model.width, model.height
+        last = None
+        for i, frame in enumerate(container.decode(stream)):
+            last = frame
+            if i in wanted:
+                clip[wanted.pop(i)] = frame.to_ndarray(
+                    width=width, height=height, format="rgb24", interpolation=interpolation
+                )
+            if stop_after_last and not wanted:
+                break
+        for k in wanted.values():  # the container over-counted its frames
+            if last is not None:
+                clip[k] = last.to_ndarray(width=width, height=height, format="rgb24")
+    return clip
 
 
 def load(path: Path) -> OnnxModel:

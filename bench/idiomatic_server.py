@@ -14,19 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import io
 import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
-import av
 import numpy as np
 import numpy.typing as npt
 from fastapi import FastAPI, File, UploadFile
 
-from bench.baseline import OnnxModel, load, serve
+from bench.baseline import OnnxModel, load, sampled_clip, serve
 
 MAX_BATCH = 8
 MAX_DELAY_S = 0.005
@@ -34,25 +32,8 @@ Clip = npt.NDArray[np.uint8]
 
 
 def decode(model: OnnxModel, data: bytes) -> Clip:
-    """``(T, H, W, 3) uint8``: the frames nearest T evenly spaced positions."""
-    with av.open(io.BytesIO(data), mode="r") as container:
-        stream = container.streams.video[0]
-        seconds = (container.duration or 0) / av.time_base
-        total = stream.frames or int(seconds * float(stream.average_rate or 25))
-        picks = ((np.arange(model.num_frames) + 0.5) * total / model.num_frames).astype(int)
-        wanted = {int(p): k for k, p in enumerate(picks)}
-        clip = np.zeros((model.num_frames, model.height, model.width, 3), dtype=np.uint8)
-        last = None
-        for i, frame in enumerate(container.decode(stream)):
-            last = frame
-            if i in wanted:
-                clip[wanted.pop(i)] = frame.to_ndarray(
-                    width=model.width, height=model.height, format="rgb24", interpolation="BILINEAR"
-                )
-        for k in wanted.values():  # the container over-counted its frames
-            if last is not None:
-                clip[k] = last.to_ndarray(width=model.width, height=model.height, format="rgb24")
-    return clip
+    """The whole clip in one pass, the sampled frames scaled bilinear."""
+    return sampled_clip(model, data, stop_after_last=False, interpolation="BILINEAR")
 
 
 class Batcher:

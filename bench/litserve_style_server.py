@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import itertools
 import multiprocessing
 import queue
@@ -32,7 +31,7 @@ import numpy.typing as npt
 from fastapi import FastAPI, HTTPException, Request
 from starlette.datastructures import UploadFile
 
-from bench.baseline import OnnxModel, load, serve
+from bench.baseline import OnnxModel, load, sampled_clip, serve
 
 MAX_BATCH = 8
 BATCH_TIMEOUT_S = 0.010
@@ -43,30 +42,8 @@ Answer = tuple[int, dict[str, Any] | str]
 
 
 def decode_request(model: OnnxModel, data: bytes) -> npt.NDArray[np.uint8]:
-    """``(T, H, W, 3) uint8``: every frame decoded up to the last of T evenly spaced ones."""
-    with av.open(io.BytesIO(data), mode="r") as container:
-        stream = container.streams.video[0]
-        seconds = (container.duration or 0) / av.time_base
-        total = stream.frames or int(seconds * float(stream.average_rate or 25))
-        picks = ((np.arange(model.num_frames) + 0.5) * total / model.num_frames).astype(int)
-        wanted = {int(p): k for k, p in enumerate(picks)}
-        clip = np.zeros((model.num_frames, model.height, model.width, 3), dtype=np.uint8)
-        last = None
-        for i, frame in enumerate(container.decode(stream)):
-            last = frame
-            if i in wanted:
-                clip[wanted.pop(i)] = _rgb(frame, model)
-            if not wanted:
-                break
-        for k in wanted.values():  # the container over-counted its frames
-            if last is not None:
-                clip[k] = _rgb(last, model)
-    return clip
-
-
-def _rgb(frame: av.VideoFrame, model: OnnxModel) -> npt.NDArray[np.uint8]:
-    rgb = frame.to_ndarray(width=model.width, height=model.height, format="rgb24")
-    return np.asarray(rgb, dtype=np.uint8)
+    """Plain PyAV: every frame decoded up to the last of T evenly spaced ones."""
+    return sampled_clip(model, data, stop_after_last=True)
 
 
 def worker(model_path: Path, tasks: Any, answers: Any) -> None:
