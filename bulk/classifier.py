@@ -108,8 +108,11 @@ class Classifier:
             if size == 0:
                 raise NoFileError("the file is empty")
             runtime = self.runtime
-            decoded, _ = await runtime.decode_pool.decode(path, runtime.decode_job(self.window_s))
-            results = await runtime.batcher.submit([decoded.clip, *decoded.window_clips])
+            # Counted as a request is: the batcher waits for files still decoding.
+            async with runtime.lifecycle.work():
+                job = runtime.decode_job(self.window_s)
+                decoded, _ = await runtime.decode_pool.decode(path, job)
+                results = await runtime.batcher.submit([decoded.clip, *decoded.window_clips])
             response = respond(
                 runtime.model.info,
                 decoded,

@@ -126,6 +126,7 @@ class Runtime:
             max_delay_s=s.max_delay_ms / 1000,
             max_queue=s.max_queue,
             metrics=self.metrics,
+            admitted=lambda: self.lifecycle.in_flight,
         )
         self._batcher.start()
         self._warm_up_task = asyncio.create_task(self._warm_up(), name="warm-up")

@@ -211,7 +211,10 @@ class Settings(BaseSettings):
     max_delay_ms: float = Field(
         default=5.0,
         ge=0,
-        description="How long a batch waits for more clips after its first, short beside a decode.",
+        description=(
+            "How long a batch waits for more clips after its first, short beside a decode; not at"
+            " all when no other admitted request is still uploading or decoding."
+        ),
     )
     max_queue: int = Field(
         default=256,

@@ -2,7 +2,9 @@
 
 One bounded queue feeds one loop. A batch opens with the first clip waiting
 and closes when it holds ``max_batch_size`` clips or ``max_delay`` has passed
-since that first clip was queued (mosec's ``get_batch``). Each batch is one
+since that first clip was queued (mosec's ``get_batch``), or at once when no
+admitted request is still on its way to the batcher (``admitted``: a lone
+request does not wait out the delay for company that cannot come). Each batch is one
 ONNX Runtime run in a dedicated thread; its outputs must match its inputs in
 number, and each result or error goes back to its own caller. A clip is
 checked before it may join a batch, and if a batched run fails anyway its
@@ -61,8 +63,14 @@ class Batcher:
         max_delay_s: float,
         max_queue: int,
         metrics: Metrics,
+        admitted: Callable[[], int] | None = None,
     ) -> None:
+        """``admitted``: requests admitted and not yet answered (the lifecycle's count,
+        from the moment a request's headers are in). Those not waiting here may still
+        bring clips; with none, a batch runs at once. Unset: a batch always waits."""
         self._run = run
+        self._admitted = admitted
+        self._submitters = 0  # requests whose clips are queued or running here
         self.clip_shape = clip_shape
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
@@ -105,11 +113,19 @@ class Batcher:
         for item in pending:
             self._queue.put_nowait(item)
         self._metrics.queue_depth.set(self._queue.qsize())
+        self._submitters += 1
         try:
             return list(await asyncio.gather(*(item.future for item in pending)))
         finally:
+            self._submitters -= 1
             for item in pending:  # the caller went away or a sibling failed
                 item.future.cancel()
+
+    def _none_coming(self) -> bool:
+        """No admitted request is still uploading or decoding: no clip can join."""
+        if self._admitted is None:
+            return False
+        return self._admitted() <= self._submitters
 
     async def warm_up(self, sizes: Sequence[int]) -> None:
         """One run at each batch size, so the first requests pay no allocation or tuning."""
@@ -147,7 +163,7 @@ class Batcher:
         while len(batch) < self.max_batch_size:
             if self._queue.empty():
                 remaining = deadline - time.perf_counter()
-                if remaining <= 0:
+                if remaining <= 0 or self._none_coming():
                     break
                 try:
                     async with asyncio.timeout(remaining):

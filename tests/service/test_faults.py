@@ -81,13 +81,23 @@ def post_all(base_url: str, bodies: list[bytes]) -> list[httpx.Response]:
     return [r for r in responses if r is not None]
 
 
+@pytest.fixture
+def slow_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every decode takes 0.3 s more (the fault hook's delay), so that requests sent
+    together are all admitted before the first clip reaches the batcher: the batcher
+    then waits for them, and their clips share a run."""
+    monkeypatch.setenv(faults.DELAY_ENV, "0.3")
+
+
+@pytest.mark.usefixtures("slow_decodes")
 def test_inference_error_fails_only_the_culprit(
     make_settings: MakeSettings, mp4: Path, black_mp4: Path
 ) -> None:
     """A batch that raises is retried clip by clip; only the clip that raises gets a 500."""
-    settings = make_settings(decode_workers=2, max_batch_size=8, max_delay_ms=300.0)
+    settings = make_settings(decode_workers=4, max_batch_size=8, max_delay_ms=300.0)
     flaky = FailingModel(settings.model_path, _dark)  # a batch holding the black clip fails
-    with serve_in_thread(create_app(settings, model=flaky.model)) as served:
+    app = create_app(settings, model=flaky.model, decode_hook=faults.inject)
+    with serve_in_thread(app) as served:
         flaky.armed = True
         good, bad = mp4.read_bytes(), black_mp4.read_bytes()
         responses = post_all(served.base_url, [good, bad, good, good])
@@ -107,10 +117,12 @@ def test_inference_error_fails_only_the_culprit(
     assert after.status_code == 200 and health.status_code == 200
 
 
+@pytest.mark.usefixtures("slow_decodes")
 def test_transient_inference_error_is_retried(make_settings: MakeSettings, mp4: Path) -> None:
-    settings = make_settings(decode_workers=2, max_batch_size=8, max_delay_ms=300.0)
+    settings = make_settings(decode_workers=3, max_batch_size=8, max_delay_ms=300.0)
     flaky = FailingModel(settings.model_path, lambda frames: len(flaky.batches) == 1)
-    with serve_in_thread(create_app(settings, model=flaky.model)) as served:
+    app = create_app(settings, model=flaky.model, decode_hook=faults.inject)
+    with serve_in_thread(app) as served:
         flaky.armed = True  # the first run fails, every later one succeeds
         responses = post_all(served.base_url, [mp4.read_bytes()] * 3)
 

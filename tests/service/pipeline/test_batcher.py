@@ -51,7 +51,11 @@ class FakeModel:
 async def make_batcher() -> AsyncIterator[Callable[..., Batcher]]:
     made: list[Batcher] = []
 
-    def make(run: Callable[[Frames], Probs], **kwargs: float) -> Batcher:
+    def make(
+        run: Callable[[Frames], Probs],
+        admitted: Callable[[], int] | None = None,
+        **kwargs: float,
+    ) -> Batcher:
         options: dict[str, float] = {"max_batch_size": 4, "max_delay_s": 0.05, "max_queue": 16}
         options.update(kwargs)
         batcher = Batcher(
@@ -61,6 +65,7 @@ async def make_batcher() -> AsyncIterator[Callable[..., Batcher]]:
             max_delay_s=options["max_delay_s"],
             max_queue=int(options["max_queue"]),
             metrics=Metrics(),
+            admitted=admitted,
         )
         batcher.start()
         made.append(batcher)
@@ -93,6 +98,35 @@ async def test_batch_closes_at_its_deadline(make_batcher: Callable[..., Batcher]
     assert model.batches == [1]
     assert 0.18 <= waited < 1.0
     assert result.batch_size == 1
+
+
+async def test_a_lone_request_does_not_wait_out_the_delay(
+    make_batcher: Callable[..., Batcher],
+) -> None:
+    model = FakeModel()
+    batcher = make_batcher(model, admitted=lambda: 1, max_delay_s=60.0)
+
+    (result,) = await asyncio.wait_for(batcher.submit([clip(1)]), 20)  # not the 60 s
+
+    assert model.batches == [1]
+    assert result.batch_size == 1
+
+
+async def test_a_batch_waits_for_a_request_still_on_its_way(
+    make_batcher: Callable[..., Batcher],
+) -> None:
+    model = FakeModel()
+    # Two requests admitted: the second still uploading or decoding when the first submits.
+    batcher = make_batcher(model, admitted=lambda: 2, max_delay_s=60.0)
+
+    first = asyncio.create_task(batcher.submit([clip(1)]))
+    await asyncio.sleep(0.2)
+    assert not first.done() and model.batches == []
+    (second,) = await asyncio.wait_for(batcher.submit([clip(2)]), 20)
+    (one,) = await first
+
+    assert model.batches == [2]  # the first waited for it, then none was left to come
+    assert one.batch_size == second.batch_size == 2
 
 
 async def test_deadline_counts_from_the_first_clip(make_batcher: Callable[..., Batcher]) -> None:
