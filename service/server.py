@@ -1,9 +1,12 @@
-"""uvicorn, with a drain on SIGTERM: ``/health`` 503 at once, requests finish, exit 0.
+"""uvicorn, with a drain on SIGTERM: no new connections, requests finish, exit 0.
 
-uvicorn on its own stops accepting connections the moment SIGTERM arrives and
-then re-raises the signal, so the process dies by it. A load balancer needs
-the opposite order: keep answering (readiness 503, new work 503 draining) while
-in-flight requests complete, then close. A second signal exits at once.
+uvicorn on its own stops accepting connections the moment SIGTERM arrives, then
+waits at most ``timeout_graceful_shutdown`` and re-raises the signal, so the
+process dies by it. Here the drain stops listening and closes idle connections
+at once (a load balancer's next connect is refused and goes elsewhere; a
+request on a connection already open gets 503 ``draining``), waits for requests
+in flight up to ``VIDLSTM_DRAIN_TIMEOUT_S``, then exits 0. A second signal exits
+at once.
 """
 
 from __future__ import annotations
@@ -89,7 +92,18 @@ class DrainingServer(uvicorn.Server):
 
     def _begin_drain(self) -> None:
         if self._drain is None:
+            self._stop_listening()
             self._drain = asyncio.get_running_loop().create_task(self._drain_then_exit())
+
+    def _stop_listening(self) -> None:
+        """New connections are refused from now on, and idle kept-alive ones closed, so a
+        load balancer's next attempt goes to another replica (a refused connect is the
+        one failure it may retry with any request, a streamed upload included). Requests
+        in flight finish; their connections close after the answer."""
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
 
     async def _drain_then_exit(self) -> None:
         await self.runtime.drain()

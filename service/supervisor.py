@@ -298,11 +298,18 @@ class Supervisor:
             self._forwarded += 1
             what = "draining" if self._forwarded == 1 else "stopping"
             log.info("signal: %s the serving processes", what)
+            self._close_socket()  # with the children's copies closed too, connects are refused
             self._signal_children(signal.SIGTERM)
+
+    def _close_socket(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def _stop_all(self) -> None:
         self._signals = max(self._signals, 1)
         self._forwarded = self._signals
+        self._close_socket()
         self._signal_children(signal.SIGTERM)
 
     def _signal_children(self, sig: int) -> None:
@@ -315,8 +322,7 @@ class Supervisor:
         for slot in self.slots.values():  # only after an error in here
             slot.process.kill()
             slot.process.join(5)
-        if self._sock is not None:
-            self._sock.close()
+        self._close_socket()
         if self._metrics_dir is not None:
             os.environ.pop(MULTIPROC_ENV, None)
             shutil.rmtree(self._metrics_dir, ignore_errors=True)
