@@ -43,9 +43,7 @@ FIGURES = {
     "ingress ceiling (tiny clips, concurrency 16), 2 serving processes / 1": (
         "ingress_processes_vs_1"
     ),
-    "`python -m bulk` files/s / floor, local engine (Ray: 0.75, target 0.7)": (
-        "bulk_local_vs_floor"
-    ),
+    "`python -m bulk` files/s / floor, local engine": "bulk_local_vs_floor",
 }
 
 
