@@ -33,7 +33,8 @@ import onnxruntime as ort
 from bench import workloads
 from bench.floor import infer_rate, sample_clips
 from bench.suite import service_job
-from service.core.settings import PROVIDER_NAMES, Settings
+from service.core.setting_values import PROVIDER_NAMES
+from service.core.settings import Settings
 from service.pipeline.inference import CPU, CUDA, load_model
 
 log = logging.getLogger("bench.gpu_check")

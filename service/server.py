@@ -32,7 +32,8 @@ from service.core.logs import configure_logging
 from service.core.runtime import Runtime, preflight
 from service.core.settings import Settings, get_settings
 from service.pipeline.decode_pool import DecodeHook
-from service.supervisor import Child, Supervisor
+from service.serving_process import Child
+from service.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import multiprocessing
 import os
 import shutil
@@ -46,79 +45,22 @@ from types import FrameType
 
 from prometheus_client import multiprocess
 
-from service.core.logs import configure_logging
 from service.core.metrics import MULTIPROC_ENV
 from service.core.settings import Settings
+from service.serving_process import Child, DecodeHook, bind, child_settings, shares
 
 log = logging.getLogger(__name__)
 
-DecodeHook = Callable[[str], None]
 # A slot that dies this often within RESTART_WINDOW_S is not restarted again.
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
-BACKLOG = 2048
 _SPAWN = multiprocessing.get_context("spawn")
-
-
-def shares(total: int, parts: int) -> list[int]:
-    """``total`` split into ``parts`` whole shares differing by at most one, largest first."""
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
-
-
-def child_settings(settings: Settings, index: int, processes: int) -> Settings:
-    """What serving process ``index`` of ``processes`` runs with: its share of the workers
-    and of the admission limit (each at least 1)."""
-    workers = shares(settings.decode_workers, processes)[index]
-    in_flight = math.ceil(settings.max_requests_in_flight / processes)
-    return settings.model_copy(
-        update={"decode_workers": max(1, workers), "max_requests_in_flight": max(1, in_flight)}
-    )
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket every child accepts from."""
-    family, _, _, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.create_server(address, family=family, backlog=BACKLOG)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _metrics_root() -> str | None:
     """Memory-backed when it can be: the metric files are written on every request."""
     shm = Path("/dev/shm")
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-
-
-@dataclass(frozen=True)
-class Child:
-    """What a serving process is started with (pickled into it)."""
-
-    settings: Settings
-    index: int
-    sock: socket.socket
-    parent_pid: int
-    preflight_passed: Event
-    decode_hook: DecodeHook | None
-
-    def prepare(self) -> None:
-        """The process's own signals and logs, first thing in it."""
-        os.setpgid(0, 0)  # signals come through the supervisor, once
-        configure_logging(self.settings.log_level)
-        logging.getLogger().handlers[0].addFilter(_ProcessTag(self.index))
-
-
-class _ProcessTag(logging.Filter):
-    """Stamps each log line with the serving process's index."""
-
-    def __init__(self, index: int) -> None:
-        super().__init__()
-        self.index = index
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.server_process = self.index
-        return True
 
 
 @dataclass

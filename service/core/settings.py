@@ -6,8 +6,6 @@ ONNX file's metadata, never from here: nothing is configured twice.
 
 from __future__ import annotations
 
-import json
-import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -16,42 +14,17 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.core.setting_values import (
+    AUTO_PROVIDERS,
+    check_providers,
+    cpu_count,
+    default_server_processes,
+    split_list,
+)
 from service.media.clip import DecodeMode
 from service.media.probe import DEFAULT_MAX_PIXELS, Limits
 
 MiB = 1024 * 1024
-
-PROVIDER_NAMES = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
-AUTO_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
-
-
-def _cpu_count() -> int:
-    # The CPUs this process may run on (a container's quota), not the host's.
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def default_server_processes(workers: int) -> int:
-    """1 below 8 decode workers, else one serving process per 4 workers.
-
-    On 2 cores a second process bought no throughput and cost more front CPU per
-    request (bench/README.md, scale-up): one process's front takes ~1.2 ms of CPU
-    a request, a ceiling that only a node with many decode workers comes near.
-    """
-    return 1 if workers < 8 else workers // 4
-
-
-def _split_list(value: Any) -> Any:
-    """Accept ``a,b`` or a JSON list from the environment, or a real sequence."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [part.strip() for part in text.split(",") if part.strip()]
-    return value
 
 
 class Settings(BaseSettings):
@@ -155,7 +128,7 @@ class Settings(BaseSettings):
 
     # -- decode workers --------------------------------------------------------
     decode_workers: int = Field(
-        default_factory=_cpu_count,
+        default_factory=cpu_count,
         ge=1,
         description="Decode worker processes; default one per CPU core this process may use.",
     )
@@ -248,24 +221,17 @@ class Settings(BaseSettings):
     @field_validator("providers", mode="before")
     @classmethod
     def _parse_providers(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("providers")
     @classmethod
     def _check_providers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        names = [v.strip() for v in value]
-        if not names or names == ["auto"]:
-            return ("auto",)
-        known = {**PROVIDER_NAMES, **{v.lower(): v for v in PROVIDER_NAMES.values()}}
-        unknown = [n for n in names if n.lower() not in known]
-        if unknown:
-            raise ValueError(f"unknown providers {unknown}; use auto or {sorted(PROVIDER_NAMES)}")
-        return tuple(dict.fromkeys(known[n.lower()] for n in names))
+        return check_providers(value)
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_keys(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -282,7 +248,7 @@ class Settings(BaseSettings):
         keys = [key for key in stripped if key and not key.startswith("#")]
         if not keys:
             raise ValueError(f"api_keys_file {path} holds no key")
-        return {**data, "api_keys": [*_split_list(data.get("api_keys") or []), *keys]}
+        return {**data, "api_keys": [*split_list(data.get("api_keys") or []), *keys]}
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

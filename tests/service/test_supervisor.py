@@ -22,8 +22,9 @@ import httpx
 import pytest
 
 from service.core.errors import PROBLEM_BASE
-from service.core.settings import Settings, default_server_processes
-from service.supervisor import child_settings, shares
+from service.core.setting_values import default_server_processes
+from service.core.settings import Settings
+from service.serving_process import child_settings, shares
 from tests.support import REPO, faults
 from tests.support.observe import children, free_port
 
