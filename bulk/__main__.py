@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from bulk import local, ray_engine
-from bulk.classifier import bulk_settings
+from bulk.classifier import JobOptions, bulk_settings
 from bulk.sources import SourceError, expand
 from bulk.table import OK, done_paths
 from service.core.errors import StartupError
@@ -91,27 +91,11 @@ def _job(args: argparse.Namespace) -> int:
     providers = tuple(p.strip() for p in args.providers.split(",") if p.strip())
     settings = bulk_settings(args.model, workers=workers, providers=providers)
     started = time.perf_counter()
-    if todo:
-        if args.engine == "local":
-            local.run(
-                todo,
-                settings,
-                out,
-                top_k=args.top_k,
-                segments=args.segments,
-                part_rows=args.part_rows,
-            )
-        else:
-            ray_engine.run(
-                todo,
-                settings,
-                out,
-                top_k=args.top_k,
-                segments=args.segments,
-                address=args.ray_address,
-                workers=workers,
-                part_rows=args.part_rows,
-            )
+    options = JobOptions(top_k=args.top_k, segments=args.segments, part_rows=args.part_rows)
+    if todo and args.engine == "local":
+        local.run(todo, settings, out, options)
+    elif todo:
+        ray_engine.run(todo, settings, out, options, address=args.ray_address)
     _summary(out, len(todo), time.perf_counter() - started)
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -52,6 +53,15 @@ def bulk_settings(
         max_queue=(max_segments + 1) * IN_FLIGHT_PER_WORKER * workers,
         **more,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """What a job asks of every file, and how often its rows are written out."""
+
+    top_k: int = 5
+    segments: bool = False
+    part_rows: int = 256  # rows per Parquet part: what a killed job loses at most
 
 
 class Classifier:

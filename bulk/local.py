@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bulk.classifier import Classifier
+from bulk.classifier import Classifier, JobOptions
 from bulk.table import OK, PartWriter, Row
 from service.core.settings import Settings
 from service.pipeline.decode_pool import DecodeHook
@@ -24,15 +24,15 @@ async def _run(
     paths: Sequence[Path],
     settings: Settings,
     writer: PartWriter,
-    *,
-    top_k: int,
-    segments: bool,
+    options: JobOptions,
     decode_hook: DecodeHook | None,
 ) -> Counter[str]:
     statuses: Counter[str] = Counter()
     todo = iter(paths)
     with tqdm(total=len(paths), unit="file", desc="bulk (local)", smoothing=0.05) as bar:
-        classifier = Classifier(settings, top_k=top_k, segments=segments, decode_hook=decode_hook)
+        classifier = Classifier(
+            settings, top_k=options.top_k, segments=options.segments, decode_hook=decode_hook
+        )
         async with classifier:
 
             async def feed() -> None:
@@ -52,19 +52,16 @@ def run(
     paths: Sequence[Path],
     settings: Settings,
     out: Path,
+    options: JobOptions,
     *,
-    top_k: int,
-    segments: bool,
-    part_rows: int = 256,
     decode_hook: DecodeHook | None = None,
 ) -> Counter[str]:
     """Classify ``paths`` into parts under ``out``; the count of rows by status.
 
     ``decode_hook``: fault injection in the decode workers (tests only).
     """
-    writer = PartWriter(out, rows=part_rows)
+    writer = PartWriter(out, rows=options.part_rows)
     try:
-        job = _run(paths, settings, writer, top_k=top_k, segments=segments, decode_hook=decode_hook)
-        return asyncio.run(job)
+        return asyncio.run(_run(paths, settings, writer, options, decode_hook))
     finally:
         writer.flush()  # on Ctrl-C too: what is finished is kept for --resume

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from bulk.classifier import Classifier
+from bulk.classifier import Classifier, JobOptions
 from bulk.table import Row, to_arrow
 from service.core.settings import Settings
 
@@ -68,16 +68,15 @@ def run(
     paths: Sequence[Path],
     settings: Settings,
     out: Path,
+    options: JobOptions,
     *,
-    top_k: int,
-    segments: bool,
     address: str | None,
-    workers: int,
-    part_rows: int = 256,
 ) -> None:
-    """Classify ``paths`` on Ray into Parquet files under ``out``."""
+    """Classify ``paths`` on Ray into Parquet files under ``out``, with the decode
+    workers ``settings`` asks for in all."""
     import ray  # noqa: PLC0415 - optional: the [bulk] extra
 
+    workers = settings.decode_workers
     if not ray.is_initialized():
         if address:
             ray.init(address=address, log_to_driver=False)
@@ -86,13 +85,15 @@ def run(
     cpus = int(ray.cluster_resources().get("CPU", workers))  # type: ignore[no-untyped-call]
     actors, per_actor = plan(cpus, workers)
     log.info("ray: %d actors x %d decode workers on %d CPUs", actors, per_actor, cpus)
-    actor_settings = settings.model_copy(
-        update={"decode_workers": per_actor, "max_queue": settings.max_queue}
-    )
+    actor_settings = settings.model_copy(update={"decode_workers": per_actor})
     dataset = ray.data.from_items([{"path": str(p)} for p in paths])
     rows = dataset.map_batches(
         RayClassify,
-        fn_constructor_kwargs={"settings": actor_settings, "top_k": top_k, "segments": segments},
+        fn_constructor_kwargs={
+            "settings": actor_settings,
+            "top_k": options.top_k,
+            "segments": options.segments,
+        },
         batch_size=BATCH_PER_WORKER * per_actor,
         batch_format="numpy",
         concurrency=actors,
@@ -102,4 +103,4 @@ def run(
         max_concurrency=CALLS_PER_ACTOR,
     )
     out.mkdir(parents=True, exist_ok=True)
-    rows.write_parquet(str(out), min_rows_per_file=part_rows)
+    rows.write_parquet(str(out), min_rows_per_file=options.part_rows)

@@ -7,14 +7,13 @@ import logging
 import math
 import os
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event
 
 from service.core.logs import configure_logging
 from service.core.settings import Settings
+from service.pipeline.decode_pool import DecodeHook
 
-DecodeHook = Callable[[str], None]
 BACKLOG = 2048
 
 

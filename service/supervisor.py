@@ -47,7 +47,8 @@ from prometheus_client import multiprocess
 
 from service.core.metrics import MULTIPROC_ENV
 from service.core.settings import Settings
-from service.serving_process import Child, DecodeHook, bind, child_settings, shares
+from service.pipeline.decode_pool import DecodeHook
+from service.serving_process import Child, bind, child_settings, shares
 
 log = logging.getLogger(__name__)
 

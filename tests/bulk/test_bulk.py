@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from bulk import local
-from bulk.classifier import bulk_settings
+from bulk.classifier import JobOptions, bulk_settings
 from bulk.sources import SourceError, expand
 from bulk.table import OK, UNREADABLE, PartWriter, done_paths
 from service.app import create_app
@@ -235,9 +235,8 @@ def test_a_crashing_decoder_fails_only_its_file(
     crash.write_bytes(faults.CRASH + good.read_bytes())
     out = tmp_path / "out.parquet"
     settings = bulk_settings(tiny_model, workers=2, providers=("cpu",), temp_dir=tmp_path)
-    statuses = local.run(
-        [good, crash, good], settings, out, top_k=3, segments=False, decode_hook=faults.inject
-    )
+    options = JobOptions(top_k=3)
+    statuses = local.run([good, crash, good], settings, out, options, decode_hook=faults.inject)
     assert statuses == {OK: 2, "decoder-crashed": 1}
     frame = table(out)
     assert frame.set_index("path").loc[str(crash), "status"] == "decoder-crashed"
