@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.api.middleware import RequestContextMiddleware
+from service.api.page import page_router
 from service.api.problems import install_problem_handlers
 from service.api.routes import router
 from service.core.runtime import Runtime
@@ -52,6 +53,7 @@ def create_app(
     )
     app.state.runtime = runtime
     app.include_router(router)
+    app.include_router(page_router)
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics)
     return app
