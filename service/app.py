@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from service.api.middleware import RequestContextMiddleware
 from service.api.page import page_router
 from service.api.problems import install_problem_handlers
-from service.api.routes import router
+from service.api.routes import router, with_setting_bounds
 from service.core.runtime import Runtime
 from service.core.settings import Settings, get_settings
 from service.pipeline.decode_pool import DecodeHook
@@ -53,7 +54,22 @@ def create_app(
     )
     app.state.runtime = runtime
     app.include_router(router)
+    _bound_schema(app, runtime.settings)
     app.include_router(page_router)
     install_problem_handlers(app)
-    app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=runtime.metrics, lifecycle=runtime.lifecycle
+    )
     return app
+
+
+def _bound_schema(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI document carries the deployment's bounds (built once, then cached)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = with_setting_bounds(build(), settings)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -3,9 +3,9 @@
 uvicorn on its own stops accepting connections the moment SIGTERM arrives, then
 waits at most ``timeout_graceful_shutdown`` and re-raises the signal, so the
 process dies by it. Here the drain stops listening and closes idle connections
-at once (a load balancer's next connect is refused and goes elsewhere; a
-request on a connection already open gets 503 ``draining``), waits for requests
-in flight up to ``VIDLSTM_DRAIN_TIMEOUT_S``, then exits 0. A second signal exits
+at once (a load balancer's next connect is refused and goes elsewhere; a request
+on a connection already open is still served, then its connection closed), waits
+for requests in flight up to ``VIDLSTM_DRAIN_TIMEOUT_S``, then exits 0. A second signal exits
 at once.
 """
 

@@ -1,4 +1,5 @@
-"""Per-request context: request id, one JSON log line, request metrics, last-resort 500.
+"""Per-request context: request id, one JSON log line, request metrics, last-resort 500,
+and ``Connection: close`` on answers given while draining.
 
 A pure ASGI middleware (not ``BaseHTTPMiddleware``) so uploads keep streaming.
 It also refuses oversized request heads (414, 431), which uvicorn's httptools
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.problems import problem_response
 from service.core.errors import ClientError, HeadersTooLargeError, InternalError, UriTooLongError
+from service.core.lifecycle import Lifecycle
 from service.core.logs import request_id_var
 from service.core.metrics import Metrics
 
@@ -56,9 +58,10 @@ def oversized_head(scope: Scope) -> ClientError | None:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, lifecycle: Lifecycle) -> None:
         self.app = app
         self.metrics = metrics
+        self.lifecycle = lifecycle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,7 +79,10 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+                headers = MutableHeaders(scope=message)
+                headers.append(REQUEST_ID_HEADER, request_id)
+                if self.lifecycle.draining:  # no next request on this connection
+                    headers["Connection"] = "close"
             await send(message)
 
         try:

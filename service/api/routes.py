@@ -21,8 +21,26 @@ from service.api.schemas import (
 from service.core.errors import OverloadedError, ParameterError
 from service.core.lifecycle import Phase
 from service.core.runtime import Runtime
+from service.core.settings import Settings
 
 router = APIRouter()
+
+WINDOW_PARAM = "window_s"
+TopKQuery = Annotated[
+    int | None,
+    Query(ge=1, description="Labels in 'top' (default 5; more than the classes gives them all)."),
+]
+SegmentsQuery = Annotated[
+    bool, Query(description="Also classify consecutive windows over the whole video.")
+]
+WindowQuery = Annotated[
+    float | None,
+    Query(
+        alias=WINDOW_PARAM,
+        gt=0,
+        description="Window length for segments (seconds); implies segments=true.",
+    ),
+]
 
 DEFAULT_TOP_K = 5
 
@@ -54,6 +72,8 @@ def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+# An empty file is refused (400 no-file), so the document says at least one byte.
+NON_EMPTY_FILE: dict[str, Any] = {"type": "string", "format": "binary", "minLength": 1}
 _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -63,11 +83,11 @@ _UPLOAD_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "properties": {"file": NON_EMPTY_FILE},
                 }
             },
-            "video/*": {"schema": {"type": "string", "format": "binary"}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "video/*": {"schema": NON_EMPTY_FILE},
+            "application/octet-stream": {"schema": NON_EMPTY_FILE},
         },
     }
 }
@@ -84,38 +104,48 @@ async def classify_video(
     request: Request,
     runtime: RuntimeDep,
     _auth: ApiKeyDep,
-    top_k: Annotated[
-        int | None, Query(ge=1, description="Labels in 'top' (default 5, at most the classes).")
-    ] = None,
-    segments: Annotated[
-        bool, Query(description="Also classify consecutive windows over the whole video.")
-    ] = False,
-    window_s: Annotated[
-        float | None, Query(gt=0, description="Window length for segments (seconds).")
-    ] = None,
+    top_k: TopKQuery = None,
+    segments: SegmentsQuery = False,
+    window_s: WindowQuery = None,
 ) -> ClassifyResponse:
     async with runtime.lifecycle.work():
-        params = _classify_params(runtime, top_k=top_k, segments=segments, window_s=window_s)
+        params = classify_params(runtime, top_k=top_k, segments=segments, window_s=window_s)
         if runtime.decode_pool.full:
             # Before reading a byte: the upload would only wait for a worker.
             raise OverloadedError("every decode worker is busy; retry shortly")
         return await classify(request, runtime, params)
 
 
-def _classify_params(
+def classify_params(
     runtime: Runtime, *, top_k: int | None, segments: bool, window_s: float | None
 ) -> ClassifyParams:
+    """The query as the pipeline takes it. ``top_k`` over the classes gives them all;
+    ``window_s`` implies segments; its bounds are the schema's (:func:`with_setting_bounds`)."""
     s, classes = runtime.settings, runtime.model.info.num_classes
-    k = min(DEFAULT_TOP_K, classes) if top_k is None else top_k
-    if k > classes:
-        raise ParameterError(f"top_k must be between 1 and {classes}, the number of classes")
-    if window_s is not None and not segments:
-        raise ParameterError("window_s applies to segments; add segments=true")
+    k = min(DEFAULT_TOP_K if top_k is None else top_k, classes)
     if window_s is not None and not s.min_window_s <= window_s <= s.max_window_s:
         raise ParameterError(
             f"window_s must be between {s.min_window_s:g} and {s.max_window_s:g} seconds"
         )
-    return ClassifyParams(top_k=k, window_s=(window_s or s.segment_window_s) if segments else None)
+    if window_s is None and not segments:
+        return ClassifyParams(top_k=k, window_s=None)
+    return ClassifyParams(top_k=k, window_s=window_s or s.segment_window_s)
+
+
+def with_setting_bounds(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """``schema`` with ``window_s``'s bounds filled in from ``settings`` (they are the
+    deployment's, not the code's), so that a generated client never sends one refused."""
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for param in operation.get("parameters", []):
+                if param.get("name") != WINDOW_PARAM:
+                    continue
+                for option in param["schema"].get("anyOf", [param["schema"]]):
+                    if option.get("type") == "number":
+                        option.pop("exclusiveMinimum", None)
+                        option["minimum"] = settings.min_window_s
+                        option["maximum"] = settings.max_window_s
+    return schema
 
 
 @router.get(

@@ -42,6 +42,10 @@ class Lifecycle:
     def ready(self) -> bool:
         return self.phase is Phase.READY
 
+    @property
+    def draining(self) -> bool:
+        return self.phase is Phase.DRAINING
+
     def mark_ready(self) -> None:
         if self.phase is Phase.STARTING:
             self.phase = Phase.READY
@@ -51,7 +55,8 @@ class Lifecycle:
         self.failure = reason
 
     def begin_drain(self) -> None:
-        """Stop admitting work; ``/health`` turns 503 at once."""
+        """``/health`` turns 503 at once; requests are still admitted (see
+        :meth:`check_admission`) until the server stops."""
         if self.phase in (Phase.STARTING, Phase.READY):
             self.phase = Phase.DRAINING
 
@@ -59,8 +64,14 @@ class Lifecycle:
         self.phase = Phase.STOPPED
 
     def check_admission(self) -> None:
-        """Raise the 503 a new request gets now, if any."""
-        if self.phase is Phase.READY:
+        """Raise the 503 a new request gets now, if any.
+
+        Draining admits too: the server has stopped listening by then, so a request
+        can only come on a connection accepted before (a load balancer's, sent before
+        it learnt), and refusing it would fail it where nothing can replay it.
+        Its answer closes the connection, so no further request follows on it.
+        """
+        if self.phase in (Phase.READY, Phase.DRAINING):
             if self.in_flight >= self.max_in_flight:
                 raise OverloadedError(f"{self.in_flight} requests in flight; retry shortly")
             return

@@ -96,6 +96,14 @@ def test_top_k(server: Served, mp4: Path) -> None:
     body = classify(server, mp4, top_k=3).json()
     assert_valid_result(body, top_k=3)
     assert len(classify(server, mp4, top_k=len(TINY_LABELS)).json()["top"]) == len(TINY_LABELS)
+    # More than the classes: all of them (which ones a model has is not the schema's).
+    assert len(classify(server, mp4, top_k=99).json()["top"]) == len(TINY_LABELS)
+
+
+def test_window_s_implies_segments(server: Served, mp4: Path) -> None:
+    body = classify(server, mp4, window_s=0.5).json()
+    assert body["window_s"] is not None
+    assert body["segments"]
 
 
 @pytest.mark.parametrize(
@@ -123,8 +131,6 @@ def test_invalid_parameters_are_422_problems(
 @pytest.mark.parametrize(
     "params",
     [
-        {"top_k": len(TINY_LABELS) + 1},
-        {"window_s": 1.0},  # without segments=true
         {"segments": "true", "window_s": 0.01},  # below min_window_s
         {"segments": "true", "window_s": 10_000},  # above max_window_s
     ],
@@ -132,6 +138,7 @@ def test_invalid_parameters_are_422_problems(
 def test_out_of_range_parameters(
     server: Served, mp4: Path, params: dict[str, str | int | float]
 ) -> None:
+    """Bounds from the settings; the schema states them too (below)."""
     response = classify(server, mp4, **params)
 
     assert response.status_code == 422
@@ -254,6 +261,10 @@ def test_openapi_documents_responses_and_problems(server: Served) -> None:
     for status in ("400", "413", "415", "422", "503", "504"):
         assert "application/problem+json" in classify_op["responses"][status]["content"]
     assert {p["name"] for p in classify_op["parameters"]} == {"top_k", "segments", "window_s"}
+    (window,) = (p for p in classify_op["parameters"] if p["name"] == "window_s")
+    (number,) = (o for o in window["schema"]["anyOf"] if o["type"] == "number")
+    settings = server.runtime.settings
+    assert (number["minimum"], number["maximum"]) == (settings.min_window_s, settings.max_window_s)
 
 
 def _metric(text: str, name: str) -> float:

@@ -20,7 +20,8 @@ import numpy.typing as npt
 import pytest
 
 from service.app import create_app
-from service.core.errors import PROBLEM_BASE
+from service.core.errors import PROBLEM_BASE, DrainingError
+from service.core.lifecycle import Lifecycle
 from service.pipeline.inference import Model, load_model
 from tests.conftest import MakeSettings
 from tests.support import (
@@ -68,21 +69,24 @@ def test_health_is_503_until_warmed_up(make_settings: MakeSettings, mp4: Path) -
     assert ready.status_code == 200
 
 
-def test_drain_finishes_in_flight_work_and_refuses_new(
+def test_drain_finishes_in_flight_work_and_late_requests_then_closes_their_connections(
     make_settings: MakeSettings, mp4: Path
 ) -> None:
+    """A request that reaches a draining server came on a connection it accepted before it
+    stopped listening: served (nothing could replay it), its connection then closed."""
     settings = make_settings()
     model, gate = gated_model(settings.model_path)
     gate.set()
     data = mp4.read_bytes()
     with serve_in_thread(create_app(settings, model=model)) as served:
         gate.clear()
-        in_flight: list[httpx.Response] = []
-        worker = threading.Thread(
-            target=lambda: in_flight.append(
-                httpx.post(f"{served.base_url}/classify", content=data, headers=RAW, timeout=30)
-            )
-        )
+        answers: list[httpx.Response] = []
+
+        def post() -> None:
+            url = f"{served.base_url}/classify"
+            answers.append(httpx.post(url, content=data, headers=RAW, timeout=30))
+
+        worker = threading.Thread(target=post)
         worker.start()
         deadline = time.monotonic() + 20
         while served.runtime.lifecycle.in_flight == 0 and time.monotonic() < deadline:
@@ -94,18 +98,32 @@ def test_drain_finishes_in_flight_work_and_refuses_new(
         drainer.start()
         time.sleep(0.1)
         health = httpx.get(f"{served.base_url}/health")
-        refused = httpx.post(f"{served.base_url}/classify", content=data, headers=RAW)
+        late = threading.Thread(target=post)
+        late.start()
+        while served.runtime.lifecycle.in_flight < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
         gate.set()
         worker.join(30)
+        late.join(30)
         drainer.join(30)
 
     assert health.status_code == 503
     assert health.json()["status"] == "draining"
-    assert refused.status_code == 503
-    assert refused.json()["type"] == PROBLEM_BASE + "draining"
-    assert refused.headers["retry-after"] == "2"
-    assert [r.status_code for r in in_flight] == [200]
+    assert health.headers["connection"] == "close"
+    assert [r.status_code for r in answers] == [200, 200]
+    # Both answers were sent while draining: neither connection takes another request.
+    assert [r.headers.get("connection") for r in answers] == ["close", "close"]
     assert drained == [True]
+
+
+def test_a_stopped_lifecycle_refuses_as_draining() -> None:
+    lifecycle = Lifecycle(max_in_flight=4)
+    lifecycle.mark_ready()
+    lifecycle.begin_drain()
+    lifecycle.check_admission()  # draining still admits
+    lifecycle.mark_stopped()
+    with pytest.raises(DrainingError):
+        lifecycle.check_admission()
 
 
 # -- a real process ---------------------------------------------------------------
