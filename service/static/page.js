@@ -219,8 +219,7 @@
     if (!file) return;
     state.file = file;
     state.segmentsTouched = false;
-    const kb = file.size / 1024;
-    $("file-name").textContent = `${file.name} — ${kb < 1024 ? `${kb.toFixed(0)} KB` : `${(kb / 1024).toFixed(1)} MB`}`;
+    $("file-name").textContent = `${file.name} — ${sizeText(file.size)}`;
     const video = $("preview");
     const note = $("preview-note");
     if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
@@ -242,6 +241,12 @@
     }
     $("classify").disabled = state.busy;
     updateCurl();
+  }
+
+  function sizeText(bytes) {
+    if (bytes < 1024) return `${bytes} bytes`;
+    const kb = bytes / 1024;
+    return kb < 1024 ? `${kb.toFixed(0)} KB` : `${(kb / 1024).toFixed(1)} MB`;
   }
 
   function showNote(text) {
@@ -359,6 +364,9 @@
     event.preventDefault();
     if (!state.file || state.busy) return;
     clearProblem();
+    // The last answer was for another request: it goes, whatever this one brings.
+    $("result").hidden = true;
+    $("result-empty").hidden = true;
     setBusy(true);
     try {
       const answer = await api(requestQuery(), {
