@@ -7,6 +7,7 @@ its Content-Security-Policy, and fit a phone. Screenshots go to ``build/``.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import onnx
 import pytest
 
 from tests.support.browser import CHROMIUM, DESKTOP, PHONE, Watched, chromium, watch
-from tests.support.media import moving_square_frames, write_video
+from tests.support.media import moving_square_frames, noise_frames, write_video
 from tests.support.observe import REPO, ServiceProcess, run_service
 
 if not CHROMIUM.exists():
@@ -33,6 +34,7 @@ SHOTS = REPO / "build"
 KEY = "page-key-4d1c8e2a7b9f3605"
 TOP_K = 3
 PAGE_BUDGET = 100 * 1024
+UPLOAD_CAP = 128 * 1024  # the "big" clip is over it; the others far under
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def model_with_confusion(tiny_model: Path, tmp_path_factory: pytest.TempPathFact
 def service(
     model_with_confusion: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
-    env = {"VIDLSTM_DECODE_WORKERS": "1"}
+    env = {"VIDLSTM_DECODE_WORKERS": "1", "VIDLSTM_MAX_UPLOAD_BYTES": str(UPLOAD_CAP)}
     with run_service(model_with_confusion, tmp_path_factory.mktemp("page"), env) as served:
         yield served
 
@@ -84,6 +86,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "short": write_video(root / "short.mp4", moving_square_frames(25, 96, 128)),
         "long": write_video(root / "long.mp4", moving_square_frames(250, 96, 128)),
+        "big": write_video(root / "big.mp4", noise_frames(50, 96, 128)),
         "text": text,
     }
 
@@ -109,6 +112,20 @@ def classify_in_page(page: Page, clip: Path) -> None:
     page.set_input_files("#file", str(clip))
     page.click("#classify")
     expect(page.locator("#classify")).to_be_enabled(timeout=60_000)
+
+
+def drop_file(page: Page, path: Path, mime: str) -> None:
+    """Drop ``path`` on the page's drop zone, as a drag from the desktop would."""
+    transfer = page.evaluate_handle(
+        """([data, name, type]) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type }));
+            return transfer;
+        }""",
+        [base64.b64encode(path.read_bytes()).decode(), path.name, mime],
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
 
 
 def shown_bars(page: Page) -> list[tuple[str, float]]:
@@ -152,7 +169,9 @@ def test_top_labels_and_timings_match_the_api(
     model = httpx.get(service.base_url + "/model").json()
     expect(page.locator("#model")).to_be_visible()
     page.fill("#top-k", str(TOP_K))
-    classify_in_page(page, clips["short"])
+    drop_file(page, clips["short"], "video/mp4")
+    expect(page.locator("#file-name")).to_contain_text(clips["short"].name)
+    page.click("#classify")
 
     expect(page.locator("#bars li")).to_have_count(TOP_K)
     answer = api_answer(service, clips["short"], f"?top_k={TOP_K}").json()
@@ -188,10 +207,12 @@ def test_long_clip_draws_its_segments_and_seeks(
     assert sorted(legend) == sorted({s["top"][0]["label"] for s in answer["segments"]})
 
     if page.locator("#preview").is_visible():  # this Chromium plays H.264
-        third = answer["segments"][2]
+        current = "document.getElementById('preview').currentTime"
         segments.nth(2).click()
-        at = page.evaluate("document.getElementById('preview').currentTime")
-        assert at == pytest.approx(third["start_s"], abs=0.05)
+        assert page.evaluate(current) == pytest.approx(answer["segments"][2]["start_s"], abs=0.05)
+        segments.nth(1).focus()
+        page.keyboard.press("Enter")
+        assert page.evaluate(current) == pytest.approx(answer["segments"][1]["start_s"], abs=0.05)
 
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "page-desktop.png"), full_page=True)
@@ -219,6 +240,47 @@ def test_a_text_file_shows_the_problem(
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "page-problem.png"))
     assert_local_and_clean(watched)
+
+
+def test_an_oversized_upload_shows_the_413(
+    page: Page, service: ServiceProcess, clips: dict[str, Path]
+) -> None:
+    big = clips["big"]
+    assert big.stat().st_size > UPLOAD_CAP
+    open_page(page, service)
+    classify_in_page(page, big)
+
+    problem = api_answer(service, big, "?top_k=5").json()
+    assert problem["status"] == 413
+    expect(page.locator("#problem")).to_be_visible()
+    assert page.locator("#problem-title").inner_text() == problem["title"]
+    assert page.locator("#problem-detail").inner_text() == problem["detail"]
+
+
+def test_a_503_shows_its_retry_after(
+    page: Page, service: ServiceProcess, clips: dict[str, Path]
+) -> None:
+    """Overload cannot be made on cue here, so the service's answer is stood in for."""
+    problem: dict[str, Any] = {
+        "type": "https://vidlstm.dev/problems/overloaded",
+        "title": "Server overloaded",
+        "status": 503,
+        "detail": "every decode worker is busy; retry shortly",
+    }
+    page.route(
+        "**/classify*",
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/problem+json",
+            headers={"Retry-After": "7"},
+            body=json.dumps(problem),
+        ),
+    )
+    open_page(page, service)
+    classify_in_page(page, clips["short"])
+    expect(page.locator("#problem-detail")).to_have_text(problem["detail"])
+    assert page.locator("#problem-title").inner_text() == problem["title"]
+    assert "7 s" in page.locator("#problem-retry").inner_text()
 
 
 def test_model_metrics_and_confusion_heat_map(page: Page, service: ServiceProcess) -> None:
