@@ -20,7 +20,7 @@ import onnx
 import pytest
 
 from tests.support.browser import CHROMIUM, DESKTOP, PHONE, Watched, chromium, watch
-from tests.support.media import moving_square_frames, noise_frames, write_video
+from tests.support.media import MPEG4_AVI, moving_square_frames, noise_frames, write_video
 from tests.support.observe import REPO, ServiceProcess, run_service
 
 if not CHROMIUM.exists():
@@ -87,6 +87,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "short": write_video(root / "short.mp4", moving_square_frames(25, 96, 128)),
         "long": write_video(root / "long.mp4", moving_square_frames(250, 96, 128)),
         "big": write_video(root / "big.mp4", noise_frames(50, 96, 128)),
+        "avi": write_video(root / "clip.avi", moving_square_frames(75, 96, 128), fmt=MPEG4_AVI),
         "text": text,
     }
 
@@ -220,6 +221,21 @@ def test_long_clip_draws_its_segments_and_seeks(
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.screenshot(path=str(SHOTS / "page-phone.png"), full_page=True)
     assert_local_and_clean(watched)
+
+
+def test_a_format_the_browser_cannot_play_gets_a_note(
+    page: Page, service: ServiceProcess, clips: dict[str, Path]
+) -> None:
+    """No preview for MPEG-4 part 2 in AVI, but the service classifies it; its length
+    unknown to the page, segments go on."""
+    open_page(page, service)
+    page.set_input_files("#file", str(clips["avi"]))
+    expect(page.locator("#preview-note")).to_contain_text("cannot preview")
+    assert page.locator("#preview").is_hidden()
+    expect(page.locator("#segments")).to_be_checked()
+    page.click("#classify")
+    expect(page.locator("#timeline-box")).to_be_visible(timeout=60_000)
+    expect(page.locator("#bars li")).to_have_count(5)
 
 
 def test_a_text_file_shows_the_problem(
