@@ -17,13 +17,15 @@
 
   const state = {
     key: "",          // the API key, in memory only
-    model: null,      // GET /model's answer
+    model: null,      // GET /model's answer for the default model
     labels: [],       // labels of the model the request goes to
     models: null,     // ready entries of GET /models, when there is a choice
     file: null,
     previewUrl: null,
     segmentsTouched: false,
+    topKTouched: false,
     busy: false,
+    timer: 0,
     result: null,
   };
 
@@ -109,7 +111,9 @@
     }
     state.models = ready;
     const select = $("model-select");
-    select.replaceChildren(el("option", { value: "", textContent: `Default (${body.default || "service's choice"})` }));
+    const fallback = ready.find((m) => m.default === true);
+    const name = fallback ? `${fallback.name} ${fallback.version}` : body.default || "the service's choice";
+    select.replaceChildren(el("option", { value: "", textContent: `Default (${name})` }));
     ready.forEach((m, i) => select.append(el("option", { value: String(i), textContent: `${m.name} ${m.version}` })));
     $("model-field").hidden = false;
   }
@@ -117,6 +121,19 @@
   function chosenModel() {
     const value = $("model-select").value;
     return state.models && value !== "" ? state.models[Number(value)] : null;
+  }
+
+  // The panel follows the chooser: GET /model for the version picked (its metrics too).
+  async function showChosenModel() {
+    const chosen = chosenModel();
+    if (chosen) setLabels(Array.isArray(chosen.labels) ? chosen.labels : state.labels);
+    const query = chosen ? `?${new URLSearchParams({ model: chosen.name, version: chosen.version })}` : "";
+    try {
+      const answer = await api(`/model${query}`);
+      if (answer.response.ok) renderModel(answer.body);
+    } catch {
+      // The chooser's labels stand; the panel keeps what it showed.
+    }
   }
 
   function setLabels(labels) {
@@ -496,9 +513,8 @@
     $("top-k").addEventListener("input", () => { state.topKTouched = true; updateCurl(); });
     $("window").addEventListener("input", updateCurl);
     $("model-select").addEventListener("change", () => {
-      const chosen = chosenModel();
-      setLabels(chosen && Array.isArray(chosen.labels) ? chosen.labels : (state.model ? state.model.labels : []));
       updateCurl();
+      showChosenModel();
     });
     $("options").addEventListener("submit", classify);
     $("copy").addEventListener("click", copyCurl);

@@ -358,7 +358,9 @@ def test_model_chooser_from_models(page: Page, service: ServiceProcess) -> None:
     options = page.locator("#model-select option").all_inner_texts()
     assert len(options) == 3  # the default, then the two ready versions
     assert "model=" not in (page.locator("#curl").text_content() or "")
-    page.select_option("#model-select", label=f"{model['name']} 2")
+    with page.expect_request(lambda r: "/model?model=" in r.url) as shown:
+        page.select_option("#model-select", label=f"{model['name']} 2")
+    assert shown.value.url.endswith(f"/model?model={model['name']}&version=2")
     assert f"model={model['name']}&version=2" in (page.locator("#curl").text_content() or "")
 
 
