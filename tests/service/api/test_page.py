@@ -383,6 +383,8 @@ def test_api_key_is_asked_for_and_sent(
             assert refusal["status"] == 401
             assert page.locator("#problem-title").inner_text() == refusal["title"]
             assert "401" in page.locator("#problem-status").inner_text()
+            SHOTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(SHOTS / "page-key.png"))
 
             page.fill("#api-key", KEY)
             page.click("#key-form button")
