@@ -119,12 +119,14 @@ class Classifier:
                 raise NoFileError("the file is empty")
             runtime = self.runtime
             # Counted as a request is: the batcher waits for files still decoding.
-            async with runtime.lifecycle.work():
-                job = runtime.decode_job(self.window_s)
+            async with runtime.lifecycle.work(), runtime.models.use(None, None) as served:
+                job = runtime.decode_job(self.window_s, served.info)
                 decoded, _ = await runtime.decode_pool.decode(path, job)
-                results = await runtime.batcher.submit([decoded.clip, *decoded.window_clips])
+                results = await served.running_batcher.submit(
+                    [decoded.clip, *decoded.window_clips]
+                )
             response = respond(
-                runtime.model.info,
+                served.info,
                 decoded,
                 results,
                 top_k=self.top_k,

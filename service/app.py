@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from service.api.middleware import RequestContextMiddleware
+from service.api.models import router as models_router
 from service.api.page import page_router
 from service.api.problems import install_problem_handlers
 from service.api.routes import router, with_setting_bounds
@@ -54,6 +55,7 @@ def create_app(
     )
     app.state.runtime = runtime
     app.include_router(router)
+    app.include_router(models_router)
     _bound_schema(app, runtime.settings)
     app.include_router(page_router)
     install_problem_handlers(app)

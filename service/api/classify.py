@@ -27,6 +27,7 @@ from service.core.errors import OverloadedError
 from service.core.runtime import Runtime
 from service.media.decode_job import DecodedVideo
 from service.media.timestamps import FloatArray
+from service.models.served_model import ServedModel
 from service.pipeline.batcher import Inferred, Probabilities
 from service.pipeline.inference import ModelInfo
 from service.pipeline.upload import receive_upload
@@ -38,11 +39,14 @@ class ClassifyParams:
     window_s: float | None  # None: whole video only, no segments
 
 
-async def classify(request: Request, runtime: Runtime, params: ClassifyParams) -> ClassifyResponse:
-    """Run one request through every stage of the pipeline."""
+async def classify(
+    request: Request, runtime: Runtime, served: ServedModel, params: ClassifyParams
+) -> ClassifyResponse:
+    """Run one request through every stage of the pipeline, on ``served``'s model."""
     start = time.perf_counter()
     settings, metrics = runtime.settings, runtime.metrics
-    if runtime.batcher.free_slots == 0:
+    batcher, info = served.running_batcher, served.info
+    if batcher.free_slots == 0:
         # Fail before reading a byte: the upload would only wait behind a full queue.
         raise OverloadedError("the inference queue is full; retry shortly")
 
@@ -58,14 +62,12 @@ async def classify(request: Request, runtime: Runtime, params: ClassifyParams) -
             uploaded = time.perf_counter()
             metrics.upload_bytes.observe(upload.size)
             decoded, decode_s = await runtime.decode_pool.decode(  # decode & sample
-                upload.path, runtime.decode_job(params.window_s)
+                upload.path, runtime.decode_job(params.window_s, info)
             )
             metrics.decode_seconds.observe(decode_s)
             queued = time.perf_counter()
             # Batch & infer while the spooled file is removed (a big file takes ms to free).
-            inferring = asyncio.create_task(
-                runtime.batcher.submit([decoded.clip, *decoded.window_clips])
-            )
+            inferring = asyncio.create_task(batcher.submit([decoded.clip, *decoded.window_clips]))
         results = await inferring
     except BaseException:
         if inferring is not None:
@@ -73,7 +75,7 @@ async def classify(request: Request, runtime: Runtime, params: ClassifyParams) -
         raise
 
     return respond(  # respond
-        runtime.model.info,
+        info,
         decoded,
         results,
         top_k=params.top_k,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from service.api.auth import check_api_key
 from service.core.runtime import Runtime
@@ -42,3 +42,29 @@ async def require_api_key_for_metrics(request: Request, settings: SettingsDep) -
 
 ApiKeyDep = Annotated[None, Depends(require_api_key)]
 MetricsKeyDep = Annotated[None, Depends(require_api_key_for_metrics)]
+
+
+ModelQuery = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="A model by name (GET /models); unset: the default model.",
+    ),
+]
+VersionQuery = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="A version of that model; unset: its highest ready version.",
+    ),
+]
+ModelChoice = tuple[str | None, str | None]
+NO_CHOICE: ModelChoice = (None, None)
+
+
+async def model_choice(model: ModelQuery = None, version: VersionQuery = None) -> ModelChoice:
+    """Which model and version the request asks for (``?model=&version=``)."""
+    return model, version
+
+
+ModelChoiceDep = Annotated[ModelChoice, Depends(model_choice)]

@@ -1,4 +1,4 @@
-"""HTTP routes: ``/classify``, ``/health``, ``/health/live``, ``/metrics``, ``/model``."""
+"""HTTP routes: ``/classify``, ``/health``, ``/health/live``, ``/metrics``."""
 
 from __future__ import annotations
 
@@ -8,20 +8,19 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from service.api.classify import ClassifyParams, classify
-from service.api.deps import ApiKeyDep, MetricsKeyDep, RuntimeDep
+from service.api.deps import NO_CHOICE, ApiKeyDep, MetricsKeyDep, ModelChoiceDep, RuntimeDep
+from service.api.problem_docs import problem_docs
 from service.api.schemas import (
     ClassifyResponse,
     HealthResponse,
-    InputGeometry,
     LiveResponse,
     ModelRef,
-    ModelResponse,
-    Problem,
+    ModelStatus,
 )
 from service.core.errors import OverloadedError, ParameterError
 from service.core.lifecycle import Phase
-from service.core.runtime import Runtime
 from service.core.settings import Settings
+from service.pipeline.inference import ModelInfo
 
 router = APIRouter()
 
@@ -43,34 +42,6 @@ WindowQuery = Annotated[
 ]
 
 DEFAULT_TOP_K = 5
-
-_PROBLEM_TEXT = {
-    400: "No file in the request, or a malformed body (no-file, bad-request).",
-    401: "Missing or invalid API key (unauthorized).",
-    408: "The upload stalled or took too long (upload-timeout).",
-    413: "Upload over the size cap, refused while streaming (payload-too-large).",
-    414: "Request target too long (uri-too-long).",
-    415: "Not a decodable video or an unsupported content type "
-    "(not-a-video, decode-failed, unsupported-media-type).",
-    422: "Video outside the limits, no video stream, decoder crash, or bad parameters "
-    "(limit-exceeded, frame-too-large, no-video-stream, decoder-crashed, invalid-parameter).",
-    431: "Request header fields too large (headers-too-large).",
-    500: "A fault of the server's; the body names the request id only (internal).",
-    503: "Queue full, starting or draining; see Retry-After (overloaded, starting, draining).",
-    504: "Decoding took longer than allowed (decode-timeout).",
-}
-
-
-def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        code: {
-            "model": Problem,
-            "description": _PROBLEM_TEXT.get(code, "Problem"),
-            "content": {"application/problem+json": {}},
-        }
-        for code in codes
-    }
-
 
 # An empty file is refused (400 no-file), so the document says at least one byte.
 NON_EMPTY_FILE: dict[str, Any] = {"type": "string", "format": "binary", "minLength": 1}
@@ -97,31 +68,35 @@ _UPLOAD_BODY: dict[str, Any] = {
     "/classify",
     summary="Classify an uploaded video",
     response_model=ClassifyResponse,
-    responses=_problems(400, 401, 408, 413, 414, 415, 422, 431, 500, 503, 504),
+    responses=problem_docs(400, 401, 404, 408, 413, 414, 415, 422, 431, 500, 503, 504),
     openapi_extra=_UPLOAD_BODY,
 )
 async def classify_video(
     request: Request,
+    *,
     runtime: RuntimeDep,
     _auth: ApiKeyDep,
     top_k: TopKQuery = None,
     segments: SegmentsQuery = False,
     window_s: WindowQuery = None,
+    choice: ModelChoiceDep = NO_CHOICE,
 ) -> ClassifyResponse:
-    async with runtime.lifecycle.work():
-        params = classify_params(runtime, top_k=top_k, segments=segments, window_s=window_s)
+    async with runtime.lifecycle.work(), runtime.models.use(*choice) as served:
+        params = classify_params(
+            runtime.settings, served.info, top_k=top_k, segments=segments, window_s=window_s
+        )
         if runtime.decode_pool.full:
             # Before reading a byte: the upload would only wait for a worker.
             raise OverloadedError("every decode worker is busy; retry shortly")
-        return await classify(request, runtime, params)
+        return await classify(request, runtime, served, params)
 
 
 def classify_params(
-    runtime: Runtime, *, top_k: int | None, segments: bool, window_s: float | None
+    s: Settings, info: ModelInfo, *, top_k: int | None, segments: bool, window_s: float | None
 ) -> ClassifyParams:
     """The query as the pipeline takes it. ``top_k`` over the classes gives them all;
     ``window_s`` implies segments; its bounds are the schema's (:func:`with_setting_bounds`)."""
-    s, classes = runtime.settings, runtime.model.info.num_classes
+    classes = info.num_classes
     k = min(DEFAULT_TOP_K if top_k is None else top_k, classes)
     if window_s is not None and not s.min_window_s <= window_s <= s.max_window_s:
         raise ParameterError(
@@ -156,14 +131,18 @@ def with_setting_bounds(schema: dict[str, Any], settings: Settings) -> dict[str,
 )
 async def health(runtime: RuntimeDep) -> JSONResponse:
     lifecycle = runtime.lifecycle
-    loaded = runtime.loaded_model
+    default = runtime.models.default()
     body = HealthResponse(
         status=lifecycle.phase.value,
-        model=ModelRef(name=loaded.info.name, version=loaded.info.version) if loaded else None,
-        provider=loaded.provider if loaded else None,
+        model=ModelRef(name=default.name, version=default.version) if default else None,
+        provider=default.loaded.provider if default else None,
         in_flight=lifecycle.in_flight,
+        models=[
+            ModelStatus(name=v.name, version=v.version, state=v.state.value)
+            for v in runtime.models.listing()
+        ],
     )
-    if lifecycle.ready:
+    if lifecycle.ready and default is not None:
         return JSONResponse(body.model_dump())
     return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "2"})
 
@@ -183,32 +162,8 @@ async def live(runtime: RuntimeDep) -> JSONResponse:
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}, **_problems(401)},
+    responses={200: {"content": {"text/plain": {}}}, **problem_docs(401)},
 )
 async def metrics(runtime: RuntimeDep, _auth: MetricsKeyDep) -> Response:
     body, content_type = runtime.metrics.render()
     return Response(body, media_type=content_type)
-
-
-@router.get(
-    "/model",
-    summary="The model's labels, input geometry, metadata and execution provider",
-    response_model=ModelResponse,
-    responses=_problems(401),
-)
-async def model(runtime: RuntimeDep, _auth: ApiKeyDep) -> ModelResponse:
-    m = runtime.model
-    info = m.info
-    return ModelResponse(
-        name=info.name,
-        version=info.version,
-        labels=list(info.labels),
-        input=InputGeometry(num_frames=info.num_frames, height=info.height, width=info.width),
-        sampling=info.sampling,
-        data_fingerprint=info.data_fingerprint,
-        created=info.created,
-        metrics=info.metrics,
-        metadata=info.metadata,
-        provider=m.provider,
-        providers=list(m.providers),
-    )

@@ -56,11 +56,18 @@ class ClassifyResponse(BaseModel):
     timing_ms: Timing
 
 
+class ModelStatus(BaseModel):
+    name: str
+    version: str
+    state: str = Field(description="loading, ready, failed or draining.")
+
+
 class HealthResponse(BaseModel):
     status: str = Field(description="starting, ready, draining, stopped or failed.")
-    model: ModelRef | None = None
+    model: ModelRef | None = Field(None, description="The default model's version in use.")
     provider: str | None = Field(None, description="The ONNX Runtime execution provider in use.")
     in_flight: int = 0
+    models: list[ModelStatus] = Field(default_factory=list, description="Every version known.")
 
 
 class LiveResponse(BaseModel):
@@ -88,6 +95,24 @@ class ModelResponse(BaseModel):
     metadata: dict[str, str] = Field(description="Every metadata_props entry of the file.")
     provider: str
     providers: list[str]
+
+
+class ModelVersion(BaseModel):
+    name: str
+    version: str
+    state: str = Field(description="loading, ready, failed or draining.")
+    reason: str | None = Field(None, description="Why it failed to load (failed only).")
+    default: bool = Field(description="Whether requests without ?model=&version= get it.")
+    labels: list[str] | None = None
+    input: InputGeometry | None = None
+    sha256: str | None = Field(None, description="The model file's SHA-256.")
+    provider: str | None = None
+    in_flight: int = Field(description="Requests using it now.")
+
+
+class ModelsResponse(BaseModel):
+    default: str | None = Field(description="The model requests get without ?model=.")
+    models: list[ModelVersion]
 
 
 class Problem(BaseModel):

@@ -180,6 +180,22 @@ class DecodeFailedError(VideoError):
     title = "The file could not be decoded"
 
 
+class ModelNotFoundError(ClientError):
+    """No model (or no version of it) by the name the request gives."""
+
+    status = 404
+    slug = "model-not-found"
+    title = "No such model or version"
+
+
+class ModelUnavailableError(UnavailableError):
+    """The model exists but no version of it is ready (loading, failed or removed)."""
+
+    slug = "model-unavailable"
+    title = "Model not ready"
+    retry_after_s = 2
+
+
 class StartingError(UnavailableError):
     slug = "starting"
     title = "Server is starting"

@@ -98,6 +98,19 @@ class Metrics:
         # Info has no multiprocess form: it lives in a registry rendered as it is.
         self._info_registry = CollectorRegistry(auto_describe=True)
         self.model = Info("vidlstm_model", "The model being served", registry=self._info_registry)
+        self.model_ready = Gauge(
+            "vidlstm_model_ready",
+            "1 while a model version is routed to, 0 once it failed or was removed",
+            ["model", "version", "provider"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.model_requests = Counter(
+            "vidlstm_model_requests",
+            "Requests served, by model name and version",
+            ["model", "version"],
+            registry=r,
+        )
         self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
 
     def render(self) -> tuple[bytes, str]:

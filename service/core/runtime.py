@@ -1,9 +1,10 @@
 """Everything one app instance serves with, and its start-up and shutdown order.
 
-Start-up: load the model (clear error if the file is wrong), start the decode
-workers and the batcher, then warm both up in the background; ``/health``
-turns 200 only when that is done. Shutdown: drain (stop admitting, wait for
-requests in flight up to ``drain_timeout_s``), stop the batcher, stop the workers.
+Start-up: load the models (clear error if a file is wrong; :mod:`service.models`),
+start the decode workers and a batcher per model version, then warm them up in
+the background; ``/health`` turns 200 only when that is done, and the model
+repository is followed from then on. Shutdown: drain (wait for requests in
+flight up to ``drain_timeout_s``), stop the batchers, stop the workers.
 """
 
 from __future__ import annotations
@@ -18,25 +19,27 @@ from service.core.lifecycle import Lifecycle, Phase
 from service.core.metrics import Metrics
 from service.core.settings import Settings
 from service.media.decode_job import DecodeJob
+from service.models.registry import ModelRegistry
+from service.models.served_model import ServedModel
 from service.pipeline.batcher import Batcher
 from service.pipeline.decode_pool import DecodeHook, DecodePool
-from service.pipeline.inference import Model, load_model
+from service.pipeline.inference import Model, ModelInfo, load_model
 from service.pipeline.spool import Spool
 
 log = logging.getLogger(__name__)
 
 
-def warm_up_sizes(max_batch_size: int) -> list[int]:
-    """Powers of two up to ``max_batch_size``, and the maximum itself."""
-    sizes = {1 << k for k in range(max_batch_size.bit_length()) if 1 << k <= max_batch_size}
-    return sorted(sizes | {max_batch_size})
-
-
-def preflight(settings: Settings) -> Model:
-    """Check what start-up needs and load the model; :class:`StartupError` says what is wrong."""
+def preflight(settings: Settings) -> Model | None:
+    """Check what start-up needs and load the single model file (None with a repository,
+    whose versions the registry loads); :class:`StartupError` says what is wrong."""
     temp_dir = settings.temp_dir
     if not temp_dir.is_dir() or not os.access(temp_dir, os.W_OK):
         raise StartupError(f"temp_dir {temp_dir} is not a writable directory")
+    repository = settings.model_repository
+    if repository is not None:
+        if not repository.is_dir():
+            raise StartupError(f"model repository {repository} is not a directory")
+        return None
     return load_model(
         settings.model_path,
         providers=settings.provider_chain,
@@ -46,7 +49,7 @@ def preflight(settings: Settings) -> Model:
 
 
 class Runtime:
-    """The model, decode workers, batcher, metrics and lifecycle of one app."""
+    """The models, decode workers, metrics and lifecycle of one app."""
 
     def __init__(
         self,
@@ -69,29 +72,29 @@ class Runtime:
             on_restart=lambda cause: self.metrics.worker_restarts.labels(cause=cause).inc(),
         )
         self.spool = Spool(settings.temp_dir)
-        self._model = model
-        self._batcher: Batcher | None = None
+        self.models = ModelRegistry(settings, self.metrics)
+        self._preloaded = model
         self._warm_up_task: asyncio.Task[None] | None = None
 
     @property
-    def model(self) -> Model:
-        if self._model is None:
-            raise InternalError("the model is not loaded")
-        return self._model
+    def served(self) -> ServedModel:
+        """The default model's version a request without ?model= gets now."""
+        served = self.models.default()
+        if served is None:
+            raise InternalError("the default model is not ready")
+        return served
 
     @property
-    def loaded_model(self) -> Model | None:
-        """The model, or None before start-up has loaded it."""
-        return self._model
+    def model(self) -> Model:
+        return self.served.loaded
 
     @property
     def batcher(self) -> Batcher:
-        if self._batcher is None:
-            raise InternalError("the batcher is not running")
-        return self._batcher
+        return self.served.running_batcher
 
-    def decode_job(self, window_s: float | None) -> DecodeJob:
-        info = self.model.info
+    def decode_job(self, window_s: float | None, info: ModelInfo | None = None) -> DecodeJob:
+        """What to sample for ``info``'s model (the default one's by default)."""
+        info = info or self.model.info
         return DecodeJob(
             num_frames=info.num_frames,
             height=info.height,
@@ -103,44 +106,39 @@ class Runtime:
         )
 
     async def start(self) -> None:
-        s = self.settings
-        if self._model is None:
-            self._model = await asyncio.to_thread(preflight, s)
-        info = self.model.info
-        self.metrics.model.info(
-            {"name": info.name, "version": info.version, "provider": self.model.provider}
-        )
-        log.info(
-            "model %s %s on %s",
-            info.name,
-            info.version,
-            self.model.provider,
-            extra={"labels": len(info.labels), "clip_shape": info.clip_shape},
-        )
+        await self.models.start(self._preloaded)
+        self._preloaded = None
+        for served in self.models.listing():
+            if served.model is not None:
+                info = served.info
+                log.info(
+                    "model %s %s on %s",
+                    info.name,
+                    info.version,
+                    served.model.provider,
+                    extra={"labels": len(info.labels), "clip_shape": info.clip_shape},
+                )
         self.spool.open()
         self.decode_pool.start()
-        self._batcher = Batcher(
-            self.model.run,
-            clip_shape=info.clip_shape,
-            max_batch_size=s.max_batch_size,
-            max_delay_s=s.max_delay_ms / 1000,
-            max_queue=s.max_queue,
-            metrics=self.metrics,
-            admitted=lambda: self.lifecycle.in_flight,
-        )
-        self._batcher.start()
         self._warm_up_task = asyncio.create_task(self._warm_up(), name="warm-up")
 
     async def _warm_up(self) -> None:
         try:
-            await asyncio.gather(
-                self.decode_pool.warm_up(),
-                self.batcher.warm_up(warm_up_sizes(self.settings.max_batch_size)),
-            )
+            await asyncio.gather(self.decode_pool.warm_up(), self.models.warm_up())
         except Exception as err:
             log.exception("warm-up failed")
             self.lifecycle.mark_failed(f"warm-up failed: {err!r}")
             return
+        default = self.models.default()
+        if default is None:
+            reasons = "; ".join(f"{v.name} {v.version}: {v.reason}" for v in self.models.listing())
+            self.lifecycle.mark_failed(f"warm-up failed: {reasons}")
+            return
+        info = default.info
+        self.metrics.model.info(
+            {"name": info.name, "version": info.version, "provider": default.loaded.provider}
+        )
+        self.models.watch()
         self.lifecycle.mark_ready()
         log.info("ready", extra={"decode_workers": self.decode_pool.workers})
 
@@ -166,8 +164,7 @@ class Runtime:
                 await self._warm_up_task
         if self.lifecycle.phase is not Phase.FAILED:
             await self.drain()
-        if self._batcher is not None:
-            await self._batcher.stop()
+        await self.models.stop()
         await asyncio.to_thread(self.decode_pool.close)
         self.spool.close()
         self.lifecycle.mark_stopped()

@@ -40,6 +40,21 @@ class Settings(BaseSettings):
         default=Path("models/vidlstm.onnx"),
         description="The exported .onnx file; labels, geometry and sampling come from it.",
     )
+    model_repository: Path | None = Field(
+        default=None,
+        description=(
+            "A directory of models, DIR/<name>/<version>/model.onnx, followed while serving: a"
+            " version renamed in is loaded, checked and warmed up before it is routed to; one"
+            " removed is drained and unloaded. Set, it replaces MODEL_PATH."
+        ),
+    )
+    default_model: str | None = Field(
+        default=None,
+        description="The model requests get without ?model= (unset: the repository's only one).",
+    )
+    model_poll_s: float = Field(
+        default=2.0, gt=0, description="How often the model repository is scanned (seconds)."
+    )
     providers: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("auto",),
         description=(

@@ -77,6 +77,7 @@ def test_schema_lists_every_route() -> None:
         "GET /health/live",
         "GET /metrics",
         "GET /model",
+        "GET /models",
     }
 
 

@@ -260,7 +260,13 @@ def test_openapi_documents_responses_and_problems(server: Served) -> None:
     }
     for status in ("400", "413", "415", "422", "503", "504"):
         assert "application/problem+json" in classify_op["responses"][status]["content"]
-    assert {p["name"] for p in classify_op["parameters"]} == {"top_k", "segments", "window_s"}
+    assert {p["name"] for p in classify_op["parameters"]} == {
+        "top_k",
+        "segments",
+        "window_s",
+        "model",
+        "version",
+    }
     (window,) = (p for p in classify_op["parameters"] if p["name"] == "window_s")
     (number,) = (o for o in window["schema"]["anyOf"] if o["type"] == "number")
     settings = server.runtime.settings

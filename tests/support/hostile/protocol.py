@@ -235,7 +235,7 @@ def protocol_cases(max_upload_bytes: int) -> list[ProtocolCase]:
                 ),
                 INVALID_PARAMETER,
             )
-            for value in ("abc", "-1", "0", "1000", "1" + "0" * 30, "1.5")
+            for value in ("abc", "-1", "0", "1.5", "9" * 30 + "x")
         ),
         ProtocolCase(
             "segments=maybe",
