@@ -103,12 +103,18 @@ COPY --from=model --chmod=0444 /models/vidlstm.onnx /opt/vidlstm/model/vidlstm.o
 # read-only). ONNX Runtime's usage telemetry is off: a production replica has
 # no business sending it, and with no writable HOME it warns at every start.
 ENV VIDLSTM_MODEL_PATH=/opt/vidlstm/model/vidlstm.onnx \
+    VIDLSTM_JOBS_DIR=/var/lib/vidlstm/jobs \
     VIDLSTM_HOST=0.0.0.0 \
     VIDLSTM_PORT=8000 \
     TMPDIR=/tmp \
     XDG_CACHE_HOME=/tmp/.cache \
     CUDA_CACHE_PATH=/tmp/cuda-cache \
     ORT_DISABLE_TELEMETRY=1
+
+# Jobs (POST /jobs) keep their records and uploads here: a volume, so that they
+# outlive the container (mount a named volume to keep them across re-creation).
+RUN mkdir -p /var/lib/vidlstm/jobs && chown 10001:10001 /var/lib/vidlstm/jobs
+VOLUME ["/var/lib/vidlstm/jobs"]
 
 WORKDIR /opt/vidlstm
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.

@@ -122,9 +122,7 @@ class Classifier:
             async with runtime.lifecycle.work(), runtime.models.use(None, None) as served:
                 job = runtime.decode_job(self.window_s, served.info)
                 decoded, _ = await runtime.decode_pool.decode(path, job)
-                results = await served.running_batcher.submit(
-                    [decoded.clip, *decoded.window_clips]
-                )
+                results = await served.running_batcher.submit([decoded.clip, *decoded.window_clips])
             response = respond(
                 served.info,
                 decoded,

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service.api.jobs import router as jobs_router
 from service.api.middleware import RequestContextMiddleware
 from service.api.models import router as models_router
 from service.api.page import page_router
@@ -15,6 +16,7 @@ from service.api.problems import install_problem_handlers
 from service.api.routes import router, with_setting_bounds
 from service.core.runtime import Runtime
 from service.core.settings import Settings, get_settings
+from service.jobs.queue import JobQueue
 from service.pipeline.decode_pool import DecodeHook
 from service.pipeline.inference import Model
 
@@ -36,15 +38,22 @@ def create_app(
     setting, so that no deployment can make the server import a module by name.
     """
     runtime = Runtime(settings or get_settings(), model=model, decode_hook=decode_hook)
+    jobs_dir = runtime.settings.jobs_dir
+    jobs = JobQueue(runtime, jobs_dir) if jobs_dir is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        if jobs is not None:
+            await jobs.open()
         if serve_when_ready:
             await runtime.wait_ready()
         try:
             yield
         finally:
+            if jobs is not None:  # submits finish first; running jobs go back to the queue
+                await runtime.drain()
+                await jobs.close()
             await runtime.stop()
 
     app = FastAPI(
@@ -54,8 +63,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.jobs = jobs
     app.include_router(router)
     app.include_router(models_router)
+    app.include_router(jobs_router)
     _bound_schema(app, runtime.settings)
     app.include_router(page_router)
     install_problem_handlers(app)

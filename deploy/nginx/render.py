@@ -28,6 +28,7 @@ ADDRESS = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
 # The service's defaults (service/core/settings.py). tests/deploy/test_deploy_files.py
 # fails when they drift apart.
 DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+DEFAULT_JOBS_MAX_UPLOAD_BYTES = 4 * 1024 * 1024 * 1024
 DEFAULT_DECODE_TIMEOUT_S = 30.0
 DEFAULT_DRAIN_TIMEOUT_S = 30.0
 # Uploads up to this size are read in full before they are forwarded, so that
@@ -81,6 +82,11 @@ class NginxConfig:
             os.environ.get("VIDLSTM_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)
         )
     )
+    jobs_max_upload_bytes: int = field(
+        default_factory=lambda: int(
+            os.environ.get("VIDLSTM_JOBS_MAX_UPLOAD_BYTES", DEFAULT_JOBS_MAX_UPLOAD_BYTES)
+        )
+    )
     decode_timeout_s: float = field(
         default_factory=lambda: _env_float("VIDLSTM_DECODE_TIMEOUT_S", DEFAULT_DECODE_TIMEOUT_S)
     )
@@ -115,6 +121,7 @@ class NginxConfig:
             "UPSTREAM_SERVERS": servers,
             "LISTEN": self.listen,
             "MAX_UPLOAD_BYTES": str(self.max_upload_bytes),
+            "JOBS_MAX_UPLOAD_BYTES": str(self.jobs_max_upload_bytes),
             "BUFFER_MAX_BYTES": str(self.buffer_max_bytes),
             "BUFFERED_LENGTH_REGEX": at_most_regex(self.buffer_max_bytes),
             "DECODE_TIMEOUT_S": f"{self.decode_timeout_s:g}",

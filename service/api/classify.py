@@ -23,8 +23,9 @@ from service.api.schemas import (
     Timing,
     VideoSummary,
 )
-from service.core.errors import OverloadedError
+from service.core.errors import OverloadedError, ParameterError
 from service.core.runtime import Runtime
+from service.core.settings import Settings
 from service.media.decode_job import DecodedVideo
 from service.media.timestamps import FloatArray
 from service.models.served_model import ServedModel
@@ -32,11 +33,29 @@ from service.pipeline.batcher import Inferred, Probabilities
 from service.pipeline.inference import ModelInfo
 from service.pipeline.upload import receive_upload
 
+DEFAULT_TOP_K = 5
+
 
 @dataclass(frozen=True, slots=True)
 class ClassifyParams:
     top_k: int
     window_s: float | None  # None: whole video only, no segments
+
+
+def classify_params(
+    s: Settings, info: ModelInfo, *, top_k: int | None, segments: bool, window_s: float | None
+) -> ClassifyParams:
+    """The query as the pipeline takes it, for ``info``'s model. ``top_k`` over the classes
+    gives them all; ``window_s`` implies segments; its bounds are also in the schema."""
+    classes = info.num_classes
+    k = min(DEFAULT_TOP_K if top_k is None else top_k, classes)
+    if window_s is not None and not s.min_window_s <= window_s <= s.max_window_s:
+        raise ParameterError(
+            f"window_s must be between {s.min_window_s:g} and {s.max_window_s:g} seconds"
+        )
+    if window_s is None and not segments:
+        return ClassifyParams(top_k=k, window_s=None)
+    return ClassifyParams(top_k=k, window_s=window_s or s.segment_window_s)
 
 
 async def classify(

@@ -17,7 +17,7 @@ router = APIRouter()
     "/model",
     summary="A model's labels, input geometry, metadata and execution provider",
     response_model=ModelResponse,
-    responses=problem_docs(401, 404, 503),
+    responses=problem_docs(401, 404, 422, 503),
 )
 async def model(
     runtime: RuntimeDep, _auth: ApiKeyDep, choice: ModelChoiceDep = NO_CHOICE

@@ -38,13 +38,7 @@ _HTTP_SLUGS = {
 def problem_body(err: VidlstmError, **extra: Any) -> dict[str, Any]:
     """The RFC 9457 members of ``err``; ``instance`` names this request."""
     request_id = request_id_var.get()
-    detail = err.title if isinstance(err, InternalError) else err.detail
-    body: dict[str, Any] = {
-        "type": err.type_uri,
-        "title": err.title,
-        "status": err.status,
-        "detail": detail,
-    }
+    body: dict[str, Any] = dict(err.problem())
     if request_id is not None:
         body["instance"] = f"urn:vidlstm:request:{request_id}"
         body["request_id"] = request_id

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from service.api.classify import ClassifyParams, classify
+from service.api.classify import classify, classify_params
 from service.api.deps import NO_CHOICE, ApiKeyDep, MetricsKeyDep, ModelChoiceDep, RuntimeDep
 from service.api.problem_docs import problem_docs
 from service.api.schemas import (
@@ -17,10 +17,9 @@ from service.api.schemas import (
     ModelRef,
     ModelStatus,
 )
-from service.core.errors import OverloadedError, ParameterError
+from service.core.errors import OverloadedError
 from service.core.lifecycle import Phase
 from service.core.settings import Settings
-from service.pipeline.inference import ModelInfo
 
 router = APIRouter()
 
@@ -41,11 +40,10 @@ WindowQuery = Annotated[
     ),
 ]
 
-DEFAULT_TOP_K = 5
 
 # An empty file is refused (400 no-file), so the document says at least one byte.
 NON_EMPTY_FILE: dict[str, Any] = {"type": "string", "format": "binary", "minLength": 1}
-_UPLOAD_BODY: dict[str, Any] = {
+UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "The video: a multipart 'file' field, or the raw bytes.",
@@ -69,7 +67,7 @@ _UPLOAD_BODY: dict[str, Any] = {
     summary="Classify an uploaded video",
     response_model=ClassifyResponse,
     responses=problem_docs(400, 401, 404, 408, 413, 414, 415, 422, 431, 500, 503, 504),
-    openapi_extra=_UPLOAD_BODY,
+    openapi_extra=UPLOAD_BODY,
 )
 async def classify_video(
     request: Request,
@@ -89,22 +87,6 @@ async def classify_video(
             # Before reading a byte: the upload would only wait for a worker.
             raise OverloadedError("every decode worker is busy; retry shortly")
         return await classify(request, runtime, served, params)
-
-
-def classify_params(
-    s: Settings, info: ModelInfo, *, top_k: int | None, segments: bool, window_s: float | None
-) -> ClassifyParams:
-    """The query as the pipeline takes it. ``top_k`` over the classes gives them all;
-    ``window_s`` implies segments; its bounds are the schema's (:func:`with_setting_bounds`)."""
-    classes = info.num_classes
-    k = min(DEFAULT_TOP_K if top_k is None else top_k, classes)
-    if window_s is not None and not s.min_window_s <= window_s <= s.max_window_s:
-        raise ParameterError(
-            f"window_s must be between {s.min_window_s:g} and {s.max_window_s:g} seconds"
-        )
-    if window_s is None and not segments:
-        return ClassifyParams(top_k=k, window_s=None)
-    return ClassifyParams(top_k=k, window_s=window_s or s.segment_window_s)
 
 
 def with_setting_bounds(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:

@@ -21,6 +21,7 @@ class VidlstmError(Exception):
     status: int = 500
     slug: str = "internal"
     title: str = "Internal server error"
+    public: bool = True  # whether the message may reach the client
 
     @property
     def type_uri(self) -> str:
@@ -29,6 +30,12 @@ class VidlstmError(Exception):
     @property
     def detail(self) -> str:
         return str(self.args[0]) if self.args else self.title
+
+    def problem(self) -> dict[str, str | int]:
+        """The RFC 9457 members that describe the error itself (an internal one's detail is
+        only its title: the message is for the log)."""
+        detail = self.detail if self.public else self.title
+        return {"type": self.type_uri, "title": self.title, "status": self.status, "detail": detail}
 
 
 class ClientError(VidlstmError):
@@ -123,6 +130,8 @@ class DrainingError(UnavailableError):
 class InternalError(VidlstmError):
     """A fault of ours; its message is logged, never sent to the client."""
 
+    public = False
+
 
 class UnsupportedMediaTypeError(ClientError):
     """The request body is neither multipart/form-data nor a raw video."""
@@ -210,6 +219,43 @@ class RoutingError(ClientError):
         self.status = status
         self.title = title
         self.slug = slug
+
+
+class JobsDisabledError(ClientError):
+    """The jobs API is off: no jobs directory is configured."""
+
+    status = 404
+    slug = "jobs-disabled"
+    title = "Jobs are not enabled on this server"
+
+
+class JobNotFoundError(ClientError):
+    status = 404
+    slug = "job-not-found"
+    title = "No such job"
+
+
+class IdempotencyKeyReusedError(ClientError):
+    """The Idempotency-Key names a job submitted with other bytes or parameters."""
+
+    status = 422
+    slug = "idempotency-key-reused"
+    title = "Idempotency-Key already used for another request"
+
+
+class JobsFullError(UnavailableError):
+    """The jobs directory is at its size cap."""
+
+    slug = "jobs-full"
+    title = "No room for another job"
+    retry_after_s = 60
+
+
+class JobInterruptedError(VidlstmError):
+    """The server stopped while running the job, too many times."""
+
+    slug = "job-interrupted"
+    title = "The job was interrupted too often"
 
 
 class StartupError(Exception):

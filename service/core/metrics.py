@@ -111,6 +111,7 @@ class Metrics:
             ["model", "version"],
             registry=r,
         )
+        self.jobs = Counter("vidlstm_jobs", "Jobs finished, by outcome", ["outcome"], registry=r)
         self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
 
     def render(self) -> tuple[bytes, str]:

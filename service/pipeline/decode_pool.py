@@ -147,10 +147,13 @@ class DecodePool:
         futures = [asyncio.wrap_future(pool.schedule(ping)) for _ in range(self.workers)]
         await asyncio.gather(*futures)
 
-    async def decode(self, path: Path, job: DecodeJob) -> tuple[DecodedVideo, float]:
+    async def decode(
+        self, path: Path, job: DecodeJob, *, timeout_s: float | None = None
+    ) -> tuple[DecodedVideo, float]:
         """Decode & sample ``path`` in a worker; returns the clips and the seconds it took.
 
         :class:`OverloadedError` at once when it would wait too long (see :attr:`full`).
+        ``timeout_s``: this decode's limit instead of the pool's (a job's long video).
         """
         if self.full:
             raise OverloadedError("every decode worker is busy; retry shortly")
@@ -158,7 +161,7 @@ class DecodePool:
         job, spare = self.with_spare_core(job)
         self.pending += 1
         try:
-            decoded, seconds = await self._decode(path, job)
+            decoded, seconds = await self._decode(path, job, timeout_s or self.timeout_s)
         finally:
             self.pending -= 1
         if not queued and not spare:  # one decode's own time, on one core
@@ -176,11 +179,13 @@ class DecodePool:
             return dataclasses.replace(job, halves=True), True
         return job, spare
 
-    async def _decode(self, path: Path, job: DecodeJob) -> tuple[DecodedVideo, float]:
+    async def _decode(
+        self, path: Path, job: DecodeJob, timeout_s: float
+    ) -> tuple[DecodedVideo, float]:
         start = time.perf_counter()
         block = self._blocks.new()
         try:
-            result = await self._run(path, job, block)
+            result = await self._run(path, job, block, timeout_s)
             decoded = self._blocks.receive(result, block)
         finally:
             if block is not None:  # whatever happened: no block outlives its decode
@@ -188,12 +193,12 @@ class DecodePool:
         return decoded, time.perf_counter() - start
 
     async def _run(
-        self, path: Path, job: DecodeJob, block: Path | None
+        self, path: Path, job: DecodeJob, block: Path | None, timeout_s: float
     ) -> DecodedVideo | ClipsInBlock:
         future = self._running_pool().schedule(
             _decode_in_worker,
             args=(str(path), job, None if block is None else str(block)),
-            timeout=self.timeout_s,
+            timeout=timeout_s,
         )
         try:
             result: DecodedVideo | ClipsInBlock = await asyncio.wrap_future(future)
@@ -202,7 +207,7 @@ class DecodePool:
         except TimeoutError as err:
             self._restarted("timeout")
             raise DecodeTimeoutError(
-                f"decoding took longer than {self.timeout_s:g} s and was stopped"
+                f"decoding took longer than {timeout_s:g} s and was stopped"
             ) from err
         except ProcessExpired as err:
             self._restarted("crash")

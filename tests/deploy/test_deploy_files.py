@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from deploy.nginx.render import (
     DEFAULT_DECODE_TIMEOUT_S,
     DEFAULT_DRAIN_TIMEOUT_S,
+    DEFAULT_JOBS_MAX_UPLOAD_BYTES,
     DEFAULT_MAX_UPLOAD_BYTES,
     NginxConfig,
     RenderError,
@@ -161,14 +162,20 @@ def test_compose_stops_replicas_after_their_drain() -> None:
 
 
 def test_renderer_defaults_are_the_services(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("VIDLSTM_MAX_UPLOAD_BYTES", "VIDLSTM_DECODE_TIMEOUT_S", "VIDLSTM_DRAIN_TIMEOUT_S"):
-        monkeypatch.delenv(name, raising=False)
+    names = ("MAX_UPLOAD_BYTES", "JOBS_MAX_UPLOAD_BYTES", "DECODE_TIMEOUT_S", "DRAIN_TIMEOUT_S")
+    for name in names:
+        monkeypatch.delenv(f"VIDLSTM_{name}", raising=False)
     assert default("max_upload_bytes") == DEFAULT_MAX_UPLOAD_BYTES
+    assert default("jobs_max_upload_bytes") == DEFAULT_JOBS_MAX_UPLOAD_BYTES
     assert default("decode_timeout_s") == DEFAULT_DECODE_TIMEOUT_S
     assert default("drain_timeout_s") == DEFAULT_DRAIN_TIMEOUT_S
     text = render(NginxConfig(upstreams=["127.0.0.1:8000"]))
-    (limit,) = re.findall(r"^\s*client_max_body_size (\d+);", text, re.M)
-    assert int(limit) == default("max_upload_bytes")
+    # The server's cap, then the /jobs location's own.
+    limits = re.findall(r"^\s*client_max_body_size (\d+);", text, re.M)
+    assert [int(x) for x in limits] == [
+        default("max_upload_bytes"),
+        default("jobs_max_upload_bytes"),
+    ]
     (read_timeout,) = re.findall(r"^\s*proxy_read_timeout (\d+)s;", text, re.M)
     assert int(read_timeout) > default("decode_timeout_s")
 

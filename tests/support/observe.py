@@ -151,9 +151,15 @@ class ServiceProcess:
 
 @contextlib.contextmanager
 def run_service(
-    model: Path, work_dir: Path, env: Mapping[str, str] | None = None, *, ready_s: float = 90
+    model: Path,
+    work_dir: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    ready_s: float = 90,
+    module: str = "service",
 ) -> Iterator[ServiceProcess]:
-    """Start ``python -m service`` on a free port; stop it (SIGTERM, then kill) afterwards."""
+    """Start ``python -m service`` (or ``module``) on a free port; stop it (SIGTERM, then
+    kill) afterwards."""
     temp_dir = work_dir / "spool"
     temp_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -169,7 +175,7 @@ def run_service(
     log_path = work_dir / "service.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=REPO, env=full_env, stdout=log, stderr=log
+            [sys.executable, "-m", module], cwd=REPO, env=full_env, stdout=log, stderr=log
         )
     service = ServiceProcess(proc, port, temp_dir, log_path, dict(env or {}))
     try:

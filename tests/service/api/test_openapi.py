@@ -32,6 +32,7 @@ EXAMPLES = int(os.environ.get("VIDLSTM_SCHEMA_EXAMPLES", "100"))
 # document promised what the server does not take.
 ACCEPTED = ["2xx", "401", "404", "415", "422"]
 CONTENT_REFUSALS = {
+    "idempotency-key-reused",  # a key used before with other bytes: state, not schema
     "not-a-video",
     "decode-failed",
     "no-video-stream",
@@ -60,12 +61,18 @@ def _operations() -> dict[str, Any]:
 OPERATIONS = _operations()
 POSITIVE, NEGATIVE = schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE
 # Invalid requests exist only where there is something to get wrong: parameters, a body.
-RUNS = [(label, POSITIVE) for label in sorted(OPERATIONS)] + [("POST /classify", NEGATIVE)]
+RUNS = [(label, POSITIVE) for label in sorted(OPERATIONS)] + [
+    (label, NEGATIVE) for label in ("POST /classify", "POST /jobs", "GET /jobs")
+]
 
 
 @pytest.fixture(scope="module")
 def api_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    settings = make_test_settings(tiny_model, tmp_path_factory.mktemp("schema-spool"))
+    settings = make_test_settings(
+        tiny_model,
+        tmp_path_factory.mktemp("schema-spool"),
+        jobs_dir=tmp_path_factory.mktemp("schema-jobs"),
+    )
     with serve_in_thread(create_app(settings)) as served:
         yield served
 
@@ -78,6 +85,10 @@ def test_schema_lists_every_route() -> None:
         "GET /metrics",
         "GET /model",
         "GET /models",
+        "POST /jobs",
+        "GET /jobs",
+        "GET /jobs/{job_id}",
+        "DELETE /jobs/{job_id}",
     }
 
 
@@ -102,7 +113,8 @@ def test_operation_conforms_to_the_schema(api_server: Served, label: str, mode: 
 
 
 def _refused_only_for_its_bytes(ctx: Any, response: Any, case: Any) -> None:
-    """A schema-valid request's 415 or 422 must be about its bytes, not its parameters."""
+    """A schema-valid request's 415 or 422 must be about its bytes (or a key already
+    used for others), not its parameters."""
     positive = case.meta is not None and case.meta.generation.mode.is_positive
     if positive and response.status_code in (415, 422):
         slug = response.json()["type"].rsplit("/", 1)[-1]
