@@ -48,6 +48,8 @@ def free_port() -> int:
 def _command(name: str, model: Path, port: int) -> list[str]:
     if name == "service":
         return [sys.executable, "-m", "service"]
+    if name == "service-waiting":  # the service, configured alike, its batcher reverted
+        return [sys.executable, "-m", "bench.waiting_batcher_server"]
     module = {
         "naive": "bench.naive_server",
         "idiomatic": "bench.idiomatic_server",

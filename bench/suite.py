@@ -203,18 +203,36 @@ class Suite:
         for conc in self.cfg.concurrency:
             if conc == MAIN_CONCURRENCY:
                 continue
+            if conc == 1:
+                self._w1_alone(uploads)
+                continue
             for _ in tqdm(range(self.cfg.repeats), desc=f"W1 service c{conc}", leave=False):
                 run = client.run_raw(self._url("service"), uploads, concurrency=conc)
                 self.m.add(f"service/w1/c{conc}", run)
-                if conc == 1 and "litserve-style" in self.running:
-                    # The lone request, round by round against the LitServe-style server.
+
+    def _w1_alone(self, uploads: list[Upload]) -> None:
+        """One request at a time, round by round against the LitServe-style server and
+        against the service whose batcher always waits out its delay."""
+        cfg = self.cfg
+        with servers.running(
+            "service-waiting", cfg.model, env=cfg.env, log_dir=cfg.log_dir
+        ) as waiting:
+            self._warm_up(waiting, uploads)
+            for _ in tqdm(range(cfg.repeats), desc="W1 service c1", leave=False):
+                run = self.m.add("service/w1/c1", client.run_raw(self._url("service"), uploads))
+                base = self.m.add(
+                    "service-waiting/w1/c1", client.run_raw(waiting.base_url, uploads)
+                )
+                self._c1_ratio("batcher_no_wait_c1_p50", run, base)
+                if "litserve-style" in self.running:
                     url = self._url("litserve-style")
                     other = self.m.add("litserve-style/w1/c1", client.run_raw(url, uploads))
-                    if other.latencies_s and run.latencies_s:
-                        ratio = run.percentile_ms(50) / other.percentile_ms(50)
-                        self.m.ratios.setdefault("service_vs_litserve_style_c1_p50", []).append(
-                            ratio
-                        )
+                    self._c1_ratio("service_vs_litserve_style_c1_p50", run, other)
+
+    def _c1_ratio(self, key: str, run: RunResult, other: RunResult) -> None:
+        if other.latencies_s and run.latencies_s:
+            ratio = run.percentile_ms(50) / other.percentile_ms(50)
+            self.m.ratios.setdefault(key, []).append(ratio)
 
     def _metered(
         self, key: str, server: servers.Server, uploads: list[Upload], concurrency: int

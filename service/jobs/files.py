@@ -44,6 +44,10 @@ class JobFiles:
     def upload(self, job_id: str) -> Path:
         return self.uploads / f"{job_id}.upload"
 
+    def progress(self, job_id: str) -> Path:
+        """Where a running job's decode counts its frames (this process's, short-lived)."""
+        return self.incoming / f"{job_id}.progress"
+
     def seal(self, path: Path) -> str:
         """Sync ``path``'s data to disk; returns its SHA-256 (read in the same pass)."""
         digest = hashlib.sha256()

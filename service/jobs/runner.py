@@ -128,6 +128,7 @@ class JobRunner:
                 job.params,
                 upload_ms=0.0,
                 report=lambda p: self._report(job.id, p),
+                progress_path=self.files.progress(job.id),
             )
         except JobLostError:
             log.info("job %s canceled while running", job.id)

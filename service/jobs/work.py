@@ -5,12 +5,14 @@ decode in a worker, the same batcher, the same response), with two differences
 that keep synchronous requests first: the decode starts only once a decode
 worker is idle, and the clips go to the batcher one batch at a time, so a
 request's clips never queue behind a film's. Progress: the decode is the first
-``DECODE_SHARE`` of the fraction, each batch inferred a part of the rest.
+``DECODE_SHARE`` of the fraction (frames picked, as the worker counts them), each
+batch inferred a part of the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -21,11 +23,13 @@ from service.api.schemas import ClassifyResponse, Timing
 from service.core.errors import OverloadedError
 from service.core.runtime import Runtime
 from service.jobs.record import JobParams
-from service.media.decode_job import DecodedVideo
+from service.media.decode_job import DecodedVideo, DecodeJob
+from service.media.progress import read_progress
 from service.pipeline.batcher import Batcher, Clip, Inferred
-from service.pipeline.inference import ModelInfo
 
 DECODE_SHARE = 0.8
+# How often the decode's progress file is read.
+WATCH_EVERY_S = 0.5
 # How often a job waiting for a free decode worker or batcher room looks again.
 WAIT_S = 0.05
 
@@ -41,9 +45,17 @@ Report = Callable[[Progress], Awaitable[None]]
 
 
 async def run_job(
-    runtime: Runtime, upload: Path, params: JobParams, *, upload_ms: float, report: Report
+    runtime: Runtime,
+    upload: Path,
+    params: JobParams,
+    *,
+    upload_ms: float,
+    report: Report,
+    progress_path: Path,
 ) -> ClassifyResponse:
-    """The ``/classify`` body for ``upload``; raises the error ``/classify`` would."""
+    """The ``/classify`` body for ``upload``; raises the error ``/classify`` would.
+
+    The decode counts its frames in ``progress_path`` (removed here afterwards)."""
     start = time.perf_counter()
     async with runtime.models.use(params.model, params.version) as served:
         query = classify_params(
@@ -54,7 +66,15 @@ async def run_job(
             window_s=params.window_s,
         )
         await _idle_decoder(runtime)
-        decoded, decode_s = await _decode(runtime, upload, query.window_s, served.info)
+        job = dataclasses.replace(
+            runtime.decode_job(query.window_s, served.info), progress_path=str(progress_path)
+        )
+        watching = asyncio.create_task(_watch(progress_path, report))
+        try:
+            decoded, decode_s = await _decode(runtime, upload, job)
+        finally:
+            watching.cancel()
+            progress_path.unlink(missing_ok=True)
         total = len(decoded.window_clips) if query.window_s is not None else None
         await report(Progress(DECODE_SHARE, 0, total))
         queued = time.perf_counter()
@@ -82,10 +102,16 @@ async def _idle_decoder(runtime: Runtime) -> None:
         await asyncio.sleep(WAIT_S)
 
 
-async def _decode(
-    runtime: Runtime, upload: Path, window_s: float | None, info: ModelInfo
-) -> tuple[DecodedVideo, float]:
-    job = runtime.decode_job(window_s, info)
+async def _watch(path: Path, report: Report) -> None:
+    """Report the decode's share of the progress as the worker counts its frames."""
+    while True:
+        await asyncio.sleep(WATCH_EVERY_S)
+        done = read_progress(path)
+        if done is not None:
+            await report(Progress(DECODE_SHARE * done, 0, None))
+
+
+async def _decode(runtime: Runtime, upload: Path, job: DecodeJob) -> tuple[DecodedVideo, float]:
     timeout_s = runtime.settings.jobs_decode_timeout_s
     while True:
         try:

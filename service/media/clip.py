@@ -62,6 +62,7 @@ from service.media.probe import (
     check_limits,
     open_probed,
 )
+from service.media.progress import FrameProgress
 from service.media.timestamps import FloatArray, segment_centres
 
 TimesFor = Callable[[VideoInfo], FloatArray]
@@ -105,6 +106,7 @@ def decode_clip(
     skip_nonref: bool = False,
     skip_loop_filter: bool = False,
     halves: bool | None = None,
+    progress: FrameProgress | None = None,
 ) -> Clip:
     """``num_frames`` frames at the centres of equal segments, as ``(T, H, W, 3) uint8``.
 
@@ -123,6 +125,7 @@ def decode_clip(
         skip_nonref=skip_nonref,
         skip_loop_filter=skip_loop_filter,
         halves=halves,
+        progress=progress,
     )
 
 
@@ -138,6 +141,7 @@ def decode_at(
     skip_nonref: bool = False,
     skip_loop_filter: bool = False,
     halves: bool | None = None,
+    progress: FrameProgress | None = None,
 ) -> Clip:
     """Frames on screen at ``times`` (seconds, or a function of the probed info).
 
@@ -147,7 +151,8 @@ def decode_at(
     what ``tolerance_unit`` gives: seconds, for all times or ``(len(times),)``.
     ``halves``: sample in two halves at once (the same frames, sooner when a core
     is free: a caller that knows one is idle says ``True``); ``None``: only a long
-    video; ``False``: never.
+    video; ``False``: never. ``progress`` is told how many frames there are to pick,
+    then of each one picked.
     """
     if height < 1 or width < 1:
         raise ValueError("height and width must be >= 1")
@@ -160,7 +165,9 @@ def decode_at(
             wanted = np.asarray(times(info) if callable(times) else times, dtype=np.float64)
             unit = tolerance_unit(info) if tolerance_unit else 1.0 / info.fps
             slack = np.broadcast_to(np.maximum(tolerance * np.asarray(unit), 0.0), wanted.shape)
-            part = Part(info, limits, height, width, skip_nonref, skip_loop_filter)
+            part = Part(info, limits, height, width, skip_nonref, skip_loop_filter, progress)
+            if progress is not None:
+                progress.start(len(wanted))
             split = path is not None and splits(stream, info, wanted, halves)
             # A short video goes in halves only because a core is idle, and only where
             # that pays: the later half starts at a keyframe of its own (else it decodes
@@ -181,6 +188,8 @@ def decode_at(
                 except VideoError:
                     if not spare_core:
                         raise
+                    if progress is not None:  # counted again from the start
+                        progress.start(len(wanted))
                     # A half alone may fail where one pass copes (a stream that turns
                     # huge or corrupt after its start): the answer is one pass's.
                     frames, chosen, decoded = sample_whole(path, part, wanted, slack)

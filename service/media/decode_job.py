@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from service.media.clip import EXACT, DecodeMode, decode_at, decode_clip
 from service.media.probe import Limits, VideoInfo
+from service.media.progress import FrameProgress
 from service.media.timestamps import (
     FloatArray,
     effective_window,
@@ -38,6 +39,8 @@ class DecodeJob:
     # Sample in two halves at once (the same frames): True when a core sits idle;
     # None: only a long video (service.media.clip.decode_at)
     halves: bool | None = None
+    # A file the worker keeps the count of frames picked in (service.media.progress).
+    progress_path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,15 @@ class DecodedVideo:
 
 def decode_job(path: str, job: DecodeJob) -> DecodedVideo:
     """Decode & sample: one pass for the whole video and all its windows."""
+    progress = FrameProgress(job.progress_path) if job.progress_path else None
+    try:
+        return _decode(path, job, progress)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def _decode(path: str, job: DecodeJob, progress: FrameProgress | None) -> DecodedVideo:
     t, h, w, mode = job.num_frames, job.height, job.width, job.mode
     if job.window_s is None:
         clip = decode_clip(
@@ -66,6 +78,7 @@ def decode_job(path: str, job: DecodeJob) -> DecodedVideo:
             skip_nonref=mode.skip_nonref,
             skip_loop_filter=mode.skip_loop_filter,
             halves=job.halves,
+            progress=progress,
         )
         windows, window = np.empty((0, 2), dtype=np.float64), None
     else:
@@ -93,6 +106,7 @@ def decode_job(path: str, job: DecodeJob) -> DecodedVideo:
             skip_nonref=mode.skip_nonref,
             skip_loop_filter=mode.skip_loop_filter,
             halves=job.halves,
+            progress=progress,
         )
         windows = segment_windows(
             clip.info.duration_s, window_s, max_segments, start_s=clip.info.start_s

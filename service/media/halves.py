@@ -26,6 +26,7 @@ import numpy.typing as npt
 from service.media.cursor import PacketCursor
 from service.media.picker import FramePicker
 from service.media.probe import Limits, VideoInfo, open_video, video_stream
+from service.media.progress import FrameProgress
 from service.media.timestamps import FloatArray
 
 # A video this long is sampled in two halves at once, each with a decoder of its own: its
@@ -45,6 +46,7 @@ class Part:
     width: int
     skip_nonref: bool
     skip_loop_filter: bool
+    progress: FrameProgress | None = None  # told of each frame picked (a job's decode)
 
     def sample(
         self,
@@ -62,7 +64,7 @@ class Part:
             skip_loop_filter=self.skip_loop_filter,
         )
         picker = FramePicker(cursor, self.info, height=self.height, width=self.width)
-        frames, chosen = picker.run(wanted, slack)
+        frames, chosen = picker.run(wanted, slack, self.progress.frame if self.progress else None)
         return frames, chosen, cursor.decoded
 
     def sample_opened(

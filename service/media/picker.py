@@ -8,6 +8,7 @@ before the time, or to jump to a keyframe found by reading packets ahead; the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import av
@@ -46,7 +47,7 @@ class FramePicker:
         self._next: av.VideoFrame | None = None
 
     def run(
-        self, wanted: FloatArray, slack: FloatArray
+        self, wanted: FloatArray, slack: FloatArray, on_frame: Callable[[], None] | None = None
     ) -> tuple[npt.NDArray[np.uint8], FloatArray]:
         order = np.argsort(wanted, kind="stable")
         later = np.append(wanted[order][1:], np.inf)  # the next time, in time order
@@ -61,6 +62,8 @@ class FramePicker:
             frame, when = self._frame_at(t, t - s, hi, next_lo=float(after_lo))
             frames[idx] = frame
             chosen[idx] = when
+            if on_frame is not None:
+                on_frame()
         return frames, chosen
 
     def _frame_at(
