@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 PROVIDER_NAMES = {
@@ -50,3 +51,21 @@ def check_providers(value: tuple[str, ...]) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown providers {unknown}; use auto or {sorted(PROVIDER_NAMES)}")
     return tuple(dict.fromkeys(known[n.lower()] for n in names))
+
+
+def with_keys_file(data: Any) -> Any:
+    """The raw settings with the keys of ``api_keys_file`` (one per line, ``#`` comments)
+    added to ``api_keys``; a file that cannot be read, or holds none, is an error."""
+    if not isinstance(data, dict) or not data.get("api_keys_file"):
+        return data
+    path = Path(data["api_keys_file"])
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or type(err).__name__
+        raise ValueError(f"api_keys_file {path} cannot be read: {reason}") from err
+    stripped = (line.strip() for line in lines)
+    keys = [key for key in stripped if key and not key.startswith("#")]
+    if not keys:
+        raise ValueError(f"api_keys_file {path} holds no key")
+    return {**data, "api_keys": [*split_list(data.get("api_keys") or []), *keys]}

@@ -12,28 +12,25 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode
 
+from service.core.job_settings import SETTINGS_CONFIG, JobSettings, MiB
 from service.core.setting_values import (
     AUTO_PROVIDERS,
     check_providers,
     cpu_count,
     default_server_processes,
     split_list,
+    with_keys_file,
 )
 from service.media.clip import DecodeMode
 from service.media.probe import DEFAULT_MAX_PIXELS, Limits
 
-MiB = 1024 * 1024
 
+class _ServiceSettings(BaseSettings):
+    """The knobs of serving a request; see each field's description for the default's reason."""
 
-class Settings(BaseSettings):
-    """All knobs of the service; see each field's description for the default's reason."""
-
-    # Inputs stay out of error messages: they may hold API keys.
-    model_config = SettingsConfigDict(
-        env_prefix="VIDLSTM_", frozen=True, extra="ignore", hide_input_in_errors=True
-    )
+    model_config = SETTINGS_CONFIG
 
     # -- model and execution -------------------------------------------------
     model_path: Path = Field(
@@ -226,53 +223,18 @@ class Settings(BaseSettings):
         description="Most windows per video; longer videos get longer windows, not more clips.",
     )
 
-    # -- jobs ------------------------------------------------------------------------
-    jobs_dir: Path | None = Field(
-        default=None,
-        description=(
-            "Where jobs (POST /jobs) keep their records (SQLite) and uploads: a volume, so that"
-            " a restart loses none. Unset: the jobs API answers 404 jobs-disabled."
-        ),
-    )
-    jobs_ttl_s: float = Field(
-        default=86400.0, gt=0, description="How long a finished job's result is kept (then 404)."
-    )
-    jobs_max_bytes: int = Field(
-        default=20 * 1024 * MiB,
-        ge=1,
-        description="Cap on the uploads jobs hold on disk; a submit beyond it gets 503 jobs-full.",
-    )
-    jobs_max_upload_bytes: int = Field(
-        default=4 * 1024 * MiB,
-        ge=1,
-        description="Largest upload a job takes (a long film), above the synchronous cap.",
-    )
-    jobs_workers: int = Field(
-        default=1,
-        ge=1,
-        description=(
-            "Jobs each serving process runs at once. A job takes a decode worker only when one"
-            " is idle and one batch at a time, so synchronous requests go first."
-        ),
-    )
-    jobs_decode_timeout_s: float = Field(
-        default=1800.0, gt=0, description="Longest decode of a job's video (then failed, 504)."
-    )
-    jobs_lease_s: float = Field(
-        default=30.0,
-        gt=0,
-        description="A running job's lease: if its server dies, it is requeued this long after.",
-    )
-    jobs_max_attempts: int = Field(
-        default=3, ge=1, description="Tries of a job its server died running, then failed."
-    )
-
     # -- shutdown and retries -------------------------------------------------------
     drain_timeout_s: float = Field(
         default=30.0,
         ge=0,
         description="On SIGTERM, how long in-flight requests may take to finish before exit.",
     )
+
+
+class Settings(JobSettings, _ServiceSettings):
+    """All knobs of the service: serving's, then the jobs' (``VIDLSTM_JOBS_*``)."""
+
+    model_config = SETTINGS_CONFIG
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -292,19 +254,7 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _read_keys_file(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not data.get("api_keys_file"):
-            return data
-        path = Path(data["api_keys_file"])
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as err:
-            reason = getattr(err, "strerror", None) or type(err).__name__
-            raise ValueError(f"api_keys_file {path} cannot be read: {reason}") from err
-        stripped = (line.strip() for line in lines)
-        keys = [key for key in stripped if key and not key.startswith("#")]
-        if not keys:
-            raise ValueError(f"api_keys_file {path} holds no key")
-        return {**data, "api_keys": [*split_list(data.get("api_keys") or []), *keys]}
+        return with_keys_file(data)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
