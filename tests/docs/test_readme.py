@@ -41,6 +41,9 @@ FIGURES = {
     "service / idiomatic": "service_vs_idiomatic",
     "W3 latency / 10-s W1 clip latency, end to end": "long_vs_short",
     "concurrency-1 p50, service / LitServe-style": "service_vs_litserve_style_c1_p50",
+    "concurrency-1 p50, batcher closing at once / always waiting its delay": (
+        "batcher_no_wait_c1_p50"
+    ),
     "ingress ceiling (tiny clips, concurrency 16), 2 serving processes / 1": (
         "ingress_processes_vs_1"
     ),
