@@ -73,7 +73,7 @@ class JobQueue:
         self, request: Request, params: JobParams, key: str | None
     ) -> tuple[JobRecord, bool]:
         """Store the upload and its job; returns the job and whether it already existed."""
-        s = self.settings
+        s, started = self.settings, time.perf_counter()
         cap = await self._room(request.headers.get("content-length"))
         # The synchronous upload's slowest accepted rate, over the bigger cap.
         timeout_s = s.upload_timeout_s * max(1.0, s.jobs_max_upload_bytes / s.max_upload_bytes)
@@ -102,6 +102,7 @@ class JobQueue:
                     params=params,
                     upload_sha256=sha256,
                     upload_bytes=upload.size,
+                    upload_ms=round((time.perf_counter() - started) * 1000, 3),
                     idempotency_key=key,
                 )
                 try:

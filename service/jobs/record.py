@@ -55,6 +55,7 @@ class JobRecord:
     params: JobParams
     upload_sha256: str
     upload_bytes: int
+    upload_ms: float = 0.0  # receiving the upload, at submit (the result's timing_ms.upload)
     idempotency_key: str | None = None
     fraction: float = 0.0
     segments_done: int = 0
@@ -74,6 +75,7 @@ class JobRecord:
             params=JobParams.from_json(row["params"]),
             upload_sha256=row["upload_sha256"],
             upload_bytes=row["upload_bytes"],
+            upload_ms=row["upload_ms"],
             idempotency_key=row["idempotency_key"],
             fraction=row["fraction"],
             segments_done=row["segments_done"],

@@ -126,7 +126,7 @@ class JobRunner:
                 self.runtime,
                 self.files.upload(job.id),
                 job.params,
-                upload_ms=0.0,
+                upload_ms=job.upload_ms,
                 report=lambda p: self._report(job.id, p),
                 progress_path=self.files.progress(job.id),
             )

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     idempotency_key TEXT UNIQUE,
     upload_sha256 TEXT NOT NULL,
     upload_bytes INTEGER NOT NULL,
+    upload_ms REAL NOT NULL DEFAULT 0,
     params TEXT NOT NULL,
     fraction REAL NOT NULL DEFAULT 0,
     segments_done INTEGER NOT NULL DEFAULT 0,
@@ -103,10 +104,10 @@ class JobStore:
                     )
                 db.execute(
                     "INSERT INTO jobs (id, status, created_at, updated_at, expires_at,"
-                    " idempotency_key, upload_sha256, upload_bytes, params)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " idempotency_key, upload_sha256, upload_bytes, upload_ms, params)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (job.id, job.status.value, job.created_at, job.updated_at, job.expires_at,
-                     job.idempotency_key, job.upload_sha256, job.upload_bytes,
+                     job.idempotency_key, job.upload_sha256, job.upload_bytes, job.upload_ms,
                      job.params.to_json()),
                 )  # fmt: skip
         except sqlite3.IntegrityError:

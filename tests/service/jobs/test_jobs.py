@@ -116,6 +116,7 @@ def test_a_job_gives_what_classify_gives(served: Served, long_mp4: Path) -> None
     assert final["expires_at"] is not None
     assert_same_answer(final["result"], direct)
     assert len(final["result"]["segments"]) == 3
+    assert final["result"]["timing_ms"]["upload"] > 0  # taken at submit, stored with the job
 
 
 def test_a_corrupt_upload_fails_with_the_classify_problem(served: Served) -> None:
