@@ -30,8 +30,10 @@ $(MODEL): | $(STAMP)
 experiment: $(STAMP)
 	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $(PY) -m model_export experiment --docs docs
 
+# Jobs (POST /jobs) keep their records and uploads in build/jobs unless told otherwise.
 run: $(STAMP) $(MODEL)
-	VIDLSTM_MODEL_PATH=$(MODEL) VIDLSTM_HOST=$${VIDLSTM_HOST:-0.0.0.0} $(PY) -m service
+	VIDLSTM_MODEL_PATH=$(MODEL) VIDLSTM_HOST=$${VIDLSTM_HOST:-0.0.0.0} \
+		VIDLSTM_JOBS_DIR=$${VIDLSTM_JOBS_DIR:-build/jobs} $(PY) -m service
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
