@@ -29,10 +29,11 @@ def presented_key(headers: Headers) -> str | None:
     return headers.get("x-api-key") or None
 
 
-def check_api_key(keys: Sequence[SecretStr], headers: Headers) -> None:
-    """Pass when no keys are configured or the client sent one of them."""
+def check_api_key(keys: Sequence[SecretStr], headers: Headers) -> str:
+    """Pass when no keys are configured or the client sent one of them; returns who the
+    client is: the SHA-256 of its key (hex), or ``""`` when there are no keys."""
     if not keys:
-        return
+        return ""
     key = presented_key(headers)
     # Digests of equal length, so compare_digest leaks no key's length either.
     sent = _digest(key or "")
@@ -41,6 +42,7 @@ def check_api_key(keys: Sequence[SecretStr], headers: Headers) -> None:
         matched |= hmac.compare_digest(_digest(known.get_secret_value()), sent)
     if key is None or not matched:
         raise UnauthorizedError(REFUSAL)
+    return sent.hex()
 
 
 def _digest(key: str) -> bytes:

@@ -30,9 +30,10 @@ async def get_app_settings(runtime: RuntimeDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-async def require_api_key(request: Request, settings: SettingsDep) -> None:
-    """401 unless the request carries a configured API key (no keys: open)."""
-    check_api_key(settings.api_keys, request.headers)
+async def require_api_key(request: Request, settings: SettingsDep) -> str:
+    """401 unless the request carries a configured API key (no keys: open); the client's
+    identity (its key's hash, ``""`` without keys): whose jobs it may see."""
+    return check_api_key(settings.api_keys, request.headers)
 
 
 async def require_api_key_for_metrics(request: Request, settings: SettingsDep) -> None:
@@ -40,7 +41,8 @@ async def require_api_key_for_metrics(request: Request, settings: SettingsDep) -
         check_api_key(settings.api_keys, request.headers)
 
 
-ApiKeyDep = Annotated[None, Depends(require_api_key)]
+ApiKeyDep = Annotated[str, Depends(require_api_key)]
+ClientDep = ApiKeyDep  # the same check, read for its value
 MetricsKeyDep = Annotated[None, Depends(require_api_key_for_metrics)]
 
 

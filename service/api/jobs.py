@@ -1,7 +1,8 @@
 """Job routes: ``POST /jobs``, ``GET /jobs``, ``GET /jobs/{id}``, ``DELETE /jobs/{id}``.
 
 Long videos as jobs: submit, poll, fetch (:mod:`service.jobs`). The inputs are
-``POST /classify``'s, segments on by default; the result is its body.
+``POST /classify``'s, segments on by default; the result is its body. With API keys,
+a job is its submitter's: another key sees a 404, not the job.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from service.api.classify import classify_params
-from service.api.deps import NO_CHOICE, ApiKeyDep, ModelChoiceDep, RuntimeDep
+from service.api.deps import NO_CHOICE, ClientDep, ModelChoiceDep, RuntimeDep
 from service.api.job_schemas import JobList, JobProgress, JobQuery, JobResponse
 from service.api.problem_docs import problem_docs
 from service.api.routes import UPLOAD_BODY, TopKQuery, WindowQuery
@@ -60,7 +61,7 @@ async def submit_job(
     *,
     runtime: RuntimeDep,
     jobs: JobsDep,
-    _auth: ApiKeyDep,
+    client: ClientDep,
     top_k: TopKQuery = None,
     segments: Annotated[bool, Query(description="Classify windows too (default: yes).")] = True,
     window_s: WindowQuery = None,
@@ -73,7 +74,7 @@ async def submit_job(
             runtime.settings, served.info, top_k=top_k, segments=segments, window_s=window_s
         )
         params = JobParams(top_k, query.window_s, *choice)
-        job, replayed = await jobs.submit(request, params, key)
+        job, replayed = await jobs.submit(request, params, key, client)
     headers = {"Location": f"/jobs/{job.id}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -86,8 +87,8 @@ async def submit_job(
     response_model=JobResponse,
     responses=problem_docs(401, 404, 422),
 )
-async def get_job(job_id: JobId, jobs: JobsDep, _auth: ApiKeyDep) -> JobResponse:
-    return _body(await jobs.get(job_id))
+async def get_job(job_id: JobId, jobs: JobsDep, client: ClientDep) -> JobResponse:
+    return _body(await jobs.get(job_id, client))
 
 
 @router.delete(
@@ -96,8 +97,8 @@ async def get_job(job_id: JobId, jobs: JobsDep, _auth: ApiKeyDep) -> JobResponse
     response_model=JobResponse,
     responses=problem_docs(401, 404, 422),
 )
-async def cancel_job(job_id: JobId, jobs: JobsDep, _auth: ApiKeyDep) -> JobResponse:
-    return _body(await jobs.cancel(job_id))
+async def cancel_job(job_id: JobId, jobs: JobsDep, client: ClientDep) -> JobResponse:
+    return _body(await jobs.cancel(job_id, client))
 
 
 @router.get(
@@ -108,14 +109,14 @@ async def cancel_job(job_id: JobId, jobs: JobsDep, _auth: ApiKeyDep) -> JobRespo
 )
 async def list_jobs(
     jobs: JobsDep,
-    _auth: ApiKeyDep,
+    client: ClientDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this state.")] = None,
     page_token: Annotated[
         str | None, Query(pattern=JOB_ID, description="next_page_token of the page before.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page.")] = 50,
 ) -> JobList:
-    found = await jobs.page(status=status, after=page_token, limit=limit + 1)
+    found = await jobs.page(client=client, status=status, after=page_token, limit=limit + 1)
     more = len(found) > limit
     page = found[:limit]
     return JobList(

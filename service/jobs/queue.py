@@ -70,9 +70,12 @@ class JobQueue:
             await asyncio.to_thread(self._store.close)
 
     async def submit(
-        self, request: Request, params: JobParams, key: str | None
+        self, request: Request, params: JobParams, key: str | None, client: str
     ) -> tuple[JobRecord, bool]:
-        """Store the upload and its job; returns the job and whether it already existed."""
+        """Store the upload and its job; returns the job and whether it already existed.
+
+        ``client`` (an API key's hash, ``""`` without keys) owns the job: no other
+        client sees it, and idempotency keys are per client."""
         s, started = self.settings, time.perf_counter()
         cap = await self._room(request.headers.get("content-length"))
         # The synchronous upload's slowest accepted rate, over the bigger cap.
@@ -87,7 +90,7 @@ class JobQueue:
             ) as upload:
                 sha256 = await asyncio.to_thread(self.files.seal, upload.path)
                 if key is not None:
-                    existing = await asyncio.to_thread(self.store.by_key, key)
+                    existing = await asyncio.to_thread(self.store.by_key, client, key)
                     if existing is not None and existing.expires_at > time.time():
                         return _replay(existing, sha256, params), True
                 job_id = new_job_id()
@@ -103,6 +106,7 @@ class JobQueue:
                     upload_sha256=sha256,
                     upload_bytes=upload.size,
                     upload_ms=round((time.perf_counter() - started) * 1000, 3),
+                    client=client,
                     idempotency_key=key,
                 )
                 try:
@@ -135,25 +139,31 @@ class JobQueue:
                 raise JobsFullError(f"no room for {length} bytes now; retry later")
         return min(s.jobs_max_upload_bytes, room)
 
-    async def get(self, job_id: str) -> JobRecord:
-        job = await asyncio.to_thread(self.store.get, job_id, time.time())
+    async def get(self, job_id: str, client: str) -> JobRecord:
+        """``client``'s job ``job_id``; another client's is 404 as if it did not exist."""
+        job = await asyncio.to_thread(self.store.get, job_id, time.time(), client)
         if job is None:
             raise JobNotFoundError(f"no job {job_id} (never made, deleted, or expired)")
         return job
 
     async def page(
-        self, *, status: JobStatus | None, after: str | None, limit: int
+        self, *, client: str, status: JobStatus | None, after: str | None, limit: int
     ) -> list[JobRecord]:
         return await asyncio.to_thread(
-            self.store.page, status=status, after=after, limit=limit, now=time.time()
+            self.store.page,
+            client=client,
+            status=status,
+            after=after,
+            limit=limit,
+            now=time.time(),
         )
 
-    async def cancel(self, job_id: str) -> JobRecord:
+    async def cancel(self, job_id: str, client: str) -> JobRecord:
         """Cancel an open job and remove its upload; a finished one is deleted outright.
 
         Returns the job as it stands after the call.
         """
-        job = await self.get(job_id)
+        job = await self.get(job_id, client)
         now = time.time()
         if job.status.finished:
             await asyncio.to_thread(self.store.delete, job_id)

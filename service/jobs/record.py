@@ -56,6 +56,7 @@ class JobRecord:
     upload_sha256: str
     upload_bytes: int
     upload_ms: float = 0.0  # receiving the upload, at submit (the result's timing_ms.upload)
+    client: str = ""  # who submitted it: its API key's hash ("" without keys)
     idempotency_key: str | None = None
     fraction: float = 0.0
     segments_done: int = 0
@@ -76,6 +77,7 @@ class JobRecord:
             upload_sha256=row["upload_sha256"],
             upload_bytes=row["upload_bytes"],
             upload_ms=row["upload_ms"],
+            client=row["client"],
             idempotency_key=row["idempotency_key"],
             fraction=row["fraction"],
             segments_done=row["segments_done"],

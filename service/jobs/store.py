@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     expires_at REAL NOT NULL,
-    idempotency_key TEXT UNIQUE,
+    client TEXT NOT NULL DEFAULT '',
+    idempotency_key TEXT,
     upload_sha256 TEXT NOT NULL,
     upload_bytes INTEGER NOT NULL,
     upload_ms REAL NOT NULL DEFAULT 0,
@@ -41,7 +42,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     owner TEXT,
     lease_until REAL,
     result TEXT,
-    error TEXT
+    error TEXT,
+    UNIQUE (client, idempotency_key)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, id);
 CREATE INDEX IF NOT EXISTS jobs_by_expiry ON jobs (expires_at);
@@ -99,39 +101,47 @@ class JobStore:
             with self._transaction() as db:
                 if job.idempotency_key is not None:  # a key whose job expired is free again
                     db.execute(
-                        "DELETE FROM jobs WHERE idempotency_key = ? AND expires_at <= ?",
-                        (job.idempotency_key, job.created_at),
+                        "DELETE FROM jobs WHERE client = ? AND idempotency_key = ?"
+                        " AND expires_at <= ?",
+                        (job.client, job.idempotency_key, job.created_at),
                     )
                 db.execute(
-                    "INSERT INTO jobs (id, status, created_at, updated_at, expires_at,"
+                    "INSERT INTO jobs (id, status, created_at, updated_at, expires_at, client,"
                     " idempotency_key, upload_sha256, upload_bytes, upload_ms, params)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (job.id, job.status.value, job.created_at, job.updated_at, job.expires_at,
-                     job.idempotency_key, job.upload_sha256, job.upload_bytes, job.upload_ms,
+                     job.client, job.idempotency_key, job.upload_sha256, job.upload_bytes,
+                     job.upload_ms,
                      job.params.to_json()),
                 )  # fmt: skip
         except sqlite3.IntegrityError:
-            existing = self.by_key(job.idempotency_key or "")
+            existing = self.by_key(job.client, job.idempotency_key or "")
             if existing is None:  # expired and swept in between: a fresh start
                 raise
             raise IdempotencyConflictError(existing) from None
         return job
 
-    def get(self, job_id: str, now: float) -> JobRecord | None:
-        """The job, or None if there is none or its result has expired."""
-        return self._one("SELECT * FROM jobs WHERE id = ? AND expires_at > ?", (job_id, now))
+    def get(self, job_id: str, now: float, client: str | None = None) -> JobRecord | None:
+        """The job, or None if there is none, its result has expired, or (``client``
+        given) it is another client's."""
+        return self._one(
+            "SELECT * FROM jobs WHERE id = ? AND expires_at > ? AND (? IS NULL OR client = ?)",
+            (job_id, now, client, client),
+        )
 
-    def by_key(self, key: str) -> JobRecord | None:
-        return self._one("SELECT * FROM jobs WHERE idempotency_key = ?", (key,))
+    def by_key(self, client: str, key: str) -> JobRecord | None:
+        return self._one(
+            "SELECT * FROM jobs WHERE client = ? AND idempotency_key = ?", (client, key)
+        )
 
     def page(
-        self, *, status: JobStatus | None, after: str | None, limit: int, now: float
+        self, *, client: str, status: JobStatus | None, after: str | None, limit: int, now: float
     ) -> list[JobRecord]:
-        """Jobs oldest first (ids sort by time), after the id of the last one seen."""
+        """``client``'s jobs oldest first (ids sort by time), after the id last seen."""
         rows = self._db_rows(
-            "SELECT * FROM jobs WHERE expires_at > ? AND (? IS NULL OR status = ?)"
+            "SELECT * FROM jobs WHERE client = ? AND expires_at > ? AND (? IS NULL OR status = ?)"
             " AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?",
-            (now, *(2 * [status.value if status else None]), after, after, limit),
+            (client, now, *(2 * [status.value if status else None]), after, after, limit),
         )
         return [JobRecord.from_row(r) for r in rows]
 

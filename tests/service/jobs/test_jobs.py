@@ -321,3 +321,30 @@ def _rows(jobs_dir: Path) -> int:
     with sqlite3.connect(jobs_dir / "jobs.sqlite3") as db:
         count: int = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
     return count
+
+
+def test_with_api_keys_a_job_is_its_submitters(
+    jobs_dir: Path, make_settings: MakeSettings, mp4: Path
+) -> None:
+    """Another key sees no job of this key's (404, not 403: not even that it exists), and
+    an Idempotency-Key is the submitter's own."""
+    settings = make_settings(jobs_dir=jobs_dir, api_keys="key-a,key-b")
+    a, b = {"X-API-Key": "key-a"}, {"X-API-Key": "key-b"}
+    with serve_in_thread(create_app(settings)) as served:
+        url = served.base_url
+        mine = submit(url, mp4.read_bytes(), headers={**a, "Idempotency-Key": "k"}).json()
+        theirs = submit(url, mp4.read_bytes(), headers={**b, "Idempotency-Key": "k"}).json()
+        seen_by_b = httpx.get(f"{url}/jobs/{mine['id']}", headers=b)
+        canceled_by_b = httpx.delete(f"{url}/jobs/{mine['id']}", headers=b)
+        listed_a = httpx.get(f"{url}/jobs", headers=a).json()["jobs"]
+        listed_b = httpx.get(f"{url}/jobs", headers=b).json()["jobs"]
+        no_key = httpx.get(f"{url}/jobs/{mine['id']}")
+        seen_by_a = httpx.get(f"{url}/jobs/{mine['id']}", headers=a)
+
+    assert mine["id"] != theirs["id"]
+    assert seen_by_b.status_code == canceled_by_b.status_code == 404
+    assert seen_by_b.json()["type"] == PROBLEM_BASE + "job-not-found"
+    assert [j["id"] for j in listed_a] == [mine["id"]]
+    assert [j["id"] for j in listed_b] == [theirs["id"]]
+    assert no_key.status_code == 401
+    assert seen_by_a.status_code == 200
