@@ -57,7 +57,8 @@ async def run_job(
 
     The decode counts its frames in ``progress_path`` (removed here afterwards)."""
     start = time.perf_counter()
-    async with runtime.models.use(params.model, params.version) as served:
+    # Not awaited: a request's batch does not wait for a film that is still decoding.
+    async with runtime.models.use(params.model, params.version, awaited=False) as served:
         query = classify_params(
             runtime.settings,
             served.info,
@@ -131,7 +132,7 @@ async def _infer(
         chunk = clips[first : first + size]
         while True:
             try:
-                results += await batcher.submit(chunk)
+                results += await batcher.submit(chunk, awaited=False)
                 break
             except OverloadedError:
                 await asyncio.sleep(WAIT_S)

@@ -80,15 +80,19 @@ class ModelRegistry:
             return None
 
     @contextlib.asynccontextmanager
-    async def use(self, name: str | None, version: str | None) -> AsyncIterator[ServedModel]:
-        """Hold a version for one request: it is not unloaded until the request ends."""
+    async def use(
+        self, name: str | None, version: str | None, *, awaited: bool = True
+    ) -> AsyncIterator[ServedModel]:
+        """Hold a version for one request: it is not unloaded until the request ends.
+
+        ``awaited=False`` (a job): the batcher does not hold batches open for it."""
         served = self.resolve(name, version)
-        served.acquire()
+        served.acquire(awaited=awaited)
         self._metrics.model_requests.labels(model=served.name, version=served.version).inc()
         try:
             yield served
         finally:
-            served.release()
+            served.release(awaited=awaited)
 
     def listing(self) -> list[ServedModel]:
         """Every version known, by name and then version."""
@@ -255,7 +259,7 @@ class ModelRegistry:
             max_delay_s=s.max_delay_ms / 1000,
             max_queue=s.max_queue,
             metrics=self._metrics,
-            admitted=_in_flight_of(served),
+            admitted=_awaited_of(served),
         )
         served.batcher.start()
 
@@ -279,8 +283,8 @@ def warm_up_sizes(max_batch_size: int) -> list[int]:
     return sorted(sizes | {max_batch_size})
 
 
-def _in_flight_of(served: ServedModel) -> Callable[[], int]:
-    return lambda: served.in_flight
+def _awaited_of(served: ServedModel) -> Callable[[], int]:
+    return lambda: served.awaited
 
 
 def _changed(served: ServedModel, file: VersionFile) -> bool:

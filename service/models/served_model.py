@@ -32,7 +32,8 @@ class ServedModel:
         self.model: Model | None = None
         self.batcher: Batcher | None = None
         self.sha256: str | None = None
-        self.in_flight = 0
+        self.in_flight = 0  # everything holding this version (it unloads at 0)
+        self.awaited = 0  # of those, what the batcher may hold a batch open for
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -56,13 +57,18 @@ class ServedModel:
             raise InternalError(f"model {self.name} {self.version} has no batcher")
         return self.batcher
 
-    def acquire(self) -> None:
-        """A request starts on this version; it keeps it until :meth:`release`."""
+    def acquire(self, *, awaited: bool = True) -> None:
+        """A request starts on this version; it keeps it until :meth:`release`.
+
+        ``awaited``: its clips come soon, so a batch may wait for them (a request);
+        not a job, whose decode may take minutes."""
         self.in_flight += 1
+        self.awaited += awaited
         self._idle.clear()
 
-    def release(self) -> None:
+    def release(self, *, awaited: bool = True) -> None:
         self.in_flight -= 1
+        self.awaited -= awaited
         if self.in_flight == 0:
             self._idle.set()
 

@@ -102,8 +102,10 @@ class Batcher:
         self._metrics.queue_depth.set(0)
         self._executor.shutdown(wait=True)
 
-    async def submit(self, clips: Sequence[Clip]) -> list[Inferred]:
-        """Queue all of one request's clips at once (or none: 503) and await their results."""
+    async def submit(self, clips: Sequence[Clip], *, awaited: bool = True) -> list[Inferred]:
+        """Queue all of one request's clips at once (or none: 503) and await their results.
+
+        ``awaited``: the caller is one of those ``admitted`` counts (a job is not)."""
         for clip in clips:
             self._check(clip)
         if len(clips) > self.free_slots:
@@ -113,11 +115,11 @@ class Batcher:
         for item in pending:
             self._queue.put_nowait(item)
         self._metrics.queue_depth.set(self._queue.qsize())
-        self._submitters += 1
+        self._submitters += awaited
         try:
             return list(await asyncio.gather(*(item.future for item in pending)))
         finally:
-            self._submitters -= 1
+            self._submitters -= awaited
             for item in pending:  # the caller went away or a sibling failed
                 item.future.cancel()
 

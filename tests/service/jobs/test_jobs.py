@@ -348,3 +348,22 @@ def test_with_api_keys_a_job_is_its_submitters(
     assert [j["id"] for j in listed_b] == [theirs["id"]]
     assert no_key.status_code == 401
     assert seen_by_a.status_code == 200
+
+
+def test_a_request_does_not_wait_for_a_job_still_decoding(
+    jobs_dir: Path, make_settings: MakeSettings, mp4: Path
+) -> None:
+    """The batcher closes a lone request's batch at once even while a job holds the
+    model: the job's clips come when its decode ends, maybe minutes later. A delay of
+    3 s makes the difference plain (a batch that waited shows queue >= 3000 ms)."""
+    settings = make_settings(jobs_dir=jobs_dir, decode_workers=2, max_delay_ms=3000.0)
+    with serve_in_thread(create_app(settings, decode_hook=faults.inject)) as served:
+        job_id = submit(served.base_url, faults.HANG + mp4.read_bytes()).json()["id"]
+        poll(served.base_url, job_id, until={"running"})
+        reply = httpx.post(
+            f"{served.base_url}/classify", content=mp4.read_bytes(), headers=RAW, timeout=30
+        )
+        httpx.delete(f"{served.base_url}/jobs/{job_id}")
+
+    assert reply.status_code == 200
+    assert reply.json()["timing_ms"]["queue"] < 1000
