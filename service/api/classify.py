@@ -100,11 +100,11 @@ async def classify(
         top_k=params.top_k,
         window_s=params.window_s,
         timing=Timing(
-            upload=_ms(uploaded - start),
-            decode=_ms(decode_s),
-            queue=_ms(min(r.started for r in results) - queued),
-            inference=_ms(max(r.finished for r in results) - min(r.started for r in results)),
-            total=_ms(time.perf_counter() - start),
+            upload=ms(uploaded - start),
+            decode=ms(decode_s),
+            queue=ms(min(r.started for r in results) - queued),
+            inference=ms(max(r.finished for r in results) - min(r.started for r in results)),
+            total=ms(time.perf_counter() - start),
         ),
     )
 
@@ -166,5 +166,6 @@ def _top(labels: Sequence[str], probs: FloatArray, k: int) -> list[LabelScore]:
     return [LabelScore(label=labels[i], score=float(probs[i])) for i in order]
 
 
-def _ms(seconds: float) -> float:
+def ms(seconds: float) -> float:
+    """Seconds as the milliseconds ``timing_ms`` shows."""
     return round(seconds * 1000, 3)

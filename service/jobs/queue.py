@@ -15,6 +15,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 
+from service.api.classify import ms
 from service.core.errors import (
     IdempotencyKeyReusedError,
     JobNotFoundError,
@@ -105,7 +106,7 @@ class JobQueue:
                     params=params,
                     upload_sha256=sha256,
                     upload_bytes=upload.size,
-                    upload_ms=round((time.perf_counter() - started) * 1000, 3),
+                    upload_ms=ms(time.perf_counter() - started),
                     client=client,
                     idempotency_key=key,
                 )

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.api.classify import classify_params, respond
+from service.api.classify import classify_params, ms, respond
 from service.api.schemas import ClassifyResponse, Timing
 from service.core.errors import OverloadedError
 from service.core.runtime import Runtime
@@ -88,10 +88,10 @@ async def run_job(
             window_s=query.window_s,
             timing=Timing(
                 upload=upload_ms,
-                decode=_ms(decode_s),
-                queue=_ms(min(r.started for r in results) - queued),
-                inference=_ms(sum(r.finished - r.started for r in _runs(results))),
-                total=_ms(time.perf_counter() - start),
+                decode=ms(decode_s),
+                queue=ms(min(r.started for r in results) - queued),
+                inference=ms(sum(r.finished - r.started for r in _runs(results))),
+                total=ms(time.perf_counter() - start),
             ),
         )
 
@@ -148,7 +148,3 @@ def _runs(results: Sequence[Inferred]) -> list[Inferred]:
     for r in results:
         seen.setdefault((r.started, r.finished), r)
     return list(seen.values())
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
