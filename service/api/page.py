@@ -1,9 +1,10 @@
-"""``GET /``: a page to try the service, and ``GET /static/{name}``: its CSS and script.
+"""``GET /``: a page to try the service, and ``GET /static/{name}``: its CSS and scripts.
 
 The page holds no data (everything it shows comes from the API, with the key
 the user types), so it is open like ``/docs``. It loads nothing from outside
 the service and runs under a strict Content-Security-Policy: no inline script
-or style, no CDN, no fonts. The files ship in the package (``service/static``).
+or style, no CDN, no fonts; its script is ES modules from the service itself, which
+``script-src 'self'`` allows. The files ship in the package (``service/static``).
 """
 
 from __future__ import annotations
@@ -31,8 +32,13 @@ _HEADERS = {
     # Small files, replaced with the package: revalidate rather than serve a stale page.
     "Cache-Control": "no-cache",
 }
-# The assets ``/static/`` serves, and nothing else in the folder.
-ASSETS = {"page.css": "text/css; charset=utf-8", "page.js": "text/javascript; charset=utf-8"}
+# The assets ``/static/`` serves, and nothing else in the folder: the style sheet, and
+# the script, ``page.js`` with the ES modules it imports.
+_MODULES = ("page", "api", "dom", "state", "model", "video", "request", "results", "jobs")
+ASSETS = {
+    "page.css": "text/css; charset=utf-8",
+    **{f"{name}.js": "text/javascript; charset=utf-8" for name in _MODULES},
+}
 # The one value the page takes from the server: when to turn segments on by default.
 _WINDOW_MARK = "{{segment_window_s}}"
 

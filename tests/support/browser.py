@@ -1,7 +1,8 @@
 """A real Chromium for tests: Debian's ``chromium`` driven by Playwright for Python.
 
 Never ``playwright install``: the browser is the system's (``.ci/run`` installs it
-with apt), launched headless with no network of its own beside the page's.
+with apt), launched headless with no network of its own beside the page's. Below it,
+the helpers the tests of the try-it page (``GET /``) share.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -20,6 +22,8 @@ from playwright.sync_api import (
     ViewportSize,
     sync_playwright,
 )
+
+from tests.support.observe import ServiceProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = (
@@ -48,6 +52,7 @@ class Watched:
     """Every request a page made and every console error it logged."""
 
     requests: list[str] = field(default_factory=list)
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, URL)
     console_errors: list[str] = field(default_factory=list)
 
     def outside(self, host: str = "127.0.0.1") -> list[str]:
@@ -64,6 +69,7 @@ def watch(page: Page) -> Watched:
 
     def on_request(request: Request) -> None:
         watched.requests.append(request.url)
+        watched.calls.append((request.method, request.url))
 
     def on_console(message: ConsoleMessage) -> None:
         if message.type == "error":
@@ -72,3 +78,64 @@ def watch(page: Page) -> Watched:
     page.on("request", on_request)
     page.on("console", on_console)
     return watched
+
+
+@contextlib.contextmanager
+def desktop_page(browser: Browser) -> Iterator[Page]:
+    """A page in a fresh context (no storage shared with other tests)."""
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+# -- the try-it page ------------------------------------------------------------
+
+
+def open_page(page: Page, service: ServiceProcess) -> Watched:
+    watched = watch(page)
+    page.goto(service.base_url + "/")
+    return watched
+
+
+def api_answer(
+    service: ServiceProcess, path: Path, query: str, *, route: str = "/classify", **headers: str
+) -> httpx.Response:
+    """The request the page makes, made with httpx."""
+    content_type = "video/mp4" if path.suffix == ".mp4" else "application/octet-stream"
+    return httpx.post(
+        f"{service.base_url}{route}{query}",
+        content=path.read_bytes(),
+        headers={"Content-Type": content_type, **headers},
+        timeout=60,
+    )
+
+
+def shown_bars(page: Page) -> list[tuple[str, float]]:
+    """The page's top labels and their percentages, in order."""
+    rows = page.locator("#bars li")
+    return [
+        (
+            rows.nth(i).locator(".bar-label").inner_text(),
+            float(rows.nth(i).locator(".bar-pct").inner_text().rstrip("%")),
+        )
+        for i in range(rows.count())
+    ]
+
+
+def assert_bars_match(page: Page, top: list[dict[str, object]]) -> None:
+    """The bars show ``top`` (the API's answer), to the 0.1 % the page rounds to."""
+    bars = shown_bars(page)
+    assert [label for label, _ in bars] == [t["label"] for t in top]
+    for (_, pct), expected in zip(bars, top, strict=True):
+        assert isinstance(expected["score"], float)
+        assert abs(pct - expected["score"] * 100) <= 0.051
+
+
+def assert_local_and_clean(watched: Watched) -> None:
+    """The page asked only the service, and broke no rule of its Content-Security-Policy."""
+    assert watched.requests, "the page made no request"
+    assert watched.outside() == []
+    csp = [e for e in watched.console_errors if "Content Security Policy" in e]
+    assert csp == []

@@ -19,7 +19,17 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.support.browser import CHROMIUM, DESKTOP, PHONE, Watched, chromium, watch
+from tests.support.browser import (
+    CHROMIUM,
+    DESKTOP,
+    PHONE,
+    api_answer,
+    assert_bars_match,
+    assert_local_and_clean,
+    chromium,
+    desktop_page,
+    open_page,
+)
 from tests.support.media import MPEG4_AVI, moving_square_frames, noise_frames, write_video
 from tests.support.observe import REPO, ServiceProcess, run_service
 
@@ -31,6 +41,7 @@ if not CHROMIUM.exists():
 from playwright.sync_api import Browser, Page, expect
 
 SHOTS = REPO / "build"
+STATIC = REPO / "service" / "static"
 KEY = "page-key-4d1c8e2a7b9f3605"
 TOP_K = 3
 PAGE_BUDGET = 100 * 1024
@@ -70,12 +81,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport=DESKTOP)
-    p = context.new_page()
-    try:
+    with desktop_page(browser) as p:
         yield p
-    finally:
-        context.close()
 
 
 @pytest.fixture(scope="module")
@@ -90,23 +97,6 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "avi": write_video(root / "clip.avi", moving_square_frames(75, 96, 128), fmt=MPEG4_AVI),
         "text": text,
     }
-
-
-def api_answer(service: ServiceProcess, path: Path, query: str, **headers: str) -> httpx.Response:
-    """The request the page makes, made with httpx."""
-    content_type = "video/mp4" if path.suffix == ".mp4" else "application/octet-stream"
-    return httpx.post(
-        f"{service.base_url}/classify{query}",
-        content=path.read_bytes(),
-        headers={"Content-Type": content_type, **headers},
-        timeout=60,
-    )
-
-
-def open_page(page: Page, service: ServiceProcess) -> Watched:
-    watched = watch(page)
-    page.goto(service.base_url + "/")
-    return watched
 
 
 def classify_in_page(page: Page, clip: Path) -> None:
@@ -129,24 +119,6 @@ def drop_file(page: Page, path: Path, mime: str) -> None:
     page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
 
 
-def shown_bars(page: Page) -> list[tuple[str, float]]:
-    rows = page.locator("#bars li")
-    return [
-        (
-            rows.nth(i).locator(".bar-label").inner_text(),
-            float(rows.nth(i).locator(".bar-pct").inner_text().rstrip("%")),
-        )
-        for i in range(rows.count())
-    ]
-
-
-def assert_local_and_clean(watched: Watched) -> None:
-    assert watched.requests, "the page made no request"
-    assert watched.outside() == []
-    csp = [e for e in watched.console_errors if "Content Security Policy" in e]
-    assert csp == []
-
-
 def test_served_with_a_strict_policy_and_small(service: ServiceProcess) -> None:
     home = httpx.get(service.base_url + "/")
     assert home.status_code == 200
@@ -155,12 +127,37 @@ def test_served_with_a_strict_policy_and_small(service: ServiceProcess) -> None:
         assert directive in policy
     assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', home.text)
     assert sorted(assets) == ["/static/page.css", "/static/page.js"]
-    total = len(home.content) + sum(
-        len(httpx.get(service.base_url + asset).content) for asset in assets
-    )
+    assert '<script type="module" src="/static/page.js">' in home.text
+    static = f"{service.base_url}/static/"
+    served = {name: httpx.get(static + name) for name in module_graph(service)}
+    # Every module the package ships is one the page imports, and /static serves it.
+    assert sorted(served) == sorted(p.name for p in STATIC.glob("*.js"))
+    for answer in served.values():
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == "text/javascript; charset=utf-8"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    css = httpx.get(service.base_url + "/static/page.css")
+    total = len(home.content) + len(css.content) + sum(len(a.content) for a in served.values())
     assert total < PAGE_BUDGET
-    assert httpx.get(service.base_url + "/static/index.html").status_code == 404
+    for name in ("index.html", "nope.js", "..%2Fpage.py"):
+        missing = httpx.get(static + name)
+        assert missing.status_code == 404
+        assert missing.headers["content-type"].startswith("application/problem+json")
     assert "/" not in httpx.get(service.base_url + "/openapi.json").json()["paths"]
+
+
+def module_graph(service: ServiceProcess) -> set[str]:
+    """The names of page.js and every module it imports, at any depth."""
+    seen: set[str] = set()
+    todo = ["page.js"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        text = httpx.get(f"{service.base_url}/static/{name}").text
+        todo += re.findall(r'^import [^;]+ from "\./([a-z]+\.js)";$', text, re.MULTILINE)
+    return seen
 
 
 def test_top_labels_and_timings_match_the_api(
@@ -176,11 +173,8 @@ def test_top_labels_and_timings_match_the_api(
 
     expect(page.locator("#bars li")).to_have_count(TOP_K)
     answer = api_answer(service, clips["short"], f"?top_k={TOP_K}").json()
-    bars = shown_bars(page)
-    assert [label for label, _ in bars] == [t["label"] for t in answer["top"]]
-    assert {label for label, _ in bars} <= set(model["labels"])
-    for (_, pct), expected in zip(bars, answer["top"], strict=True):
-        assert abs(pct - expected["score"] * 100) <= 0.051
+    assert_bars_match(page, answer["top"])
+    assert {t["label"] for t in answer["top"]} <= set(model["labels"])
     facts = page.locator("#facts").inner_text()
     for name in ("Decode", "Inference", "Total"):
         assert name in facts
@@ -402,3 +396,17 @@ def test_api_key_is_asked_for_and_sent(
             assert_local_and_clean(watched)
         finally:
             context.close()
+
+
+def test_no_job_option_where_the_service_keeps_no_jobs(page: Page, service: ServiceProcess) -> None:
+    """This service has no VIDLSTM_JOBS_DIR: GET /jobs answers jobs-disabled, and the page
+    offers no job (tests/service/api/test_page_jobs.py: the service that keeps them)."""
+    with page.expect_response(lambda r: "/jobs?limit=1" in r.url) as probe:
+        watched = open_page(page, service)
+    assert probe.value.status == 404
+    assert probe.value.json()["type"] == "https://vidlstm.dev/problems/jobs-disabled"
+    expect(page.locator("#model")).to_be_visible()
+    assert page.locator("#as-job").is_disabled()
+    assert page.locator("#job-field").is_hidden()
+    assert "/jobs" not in (page.locator("#curl").text_content() or "")
+    assert_local_and_clean(watched)
