@@ -10,8 +10,9 @@ import { state } from "./state.js";
 const POLL_MS = 500;
 const OPEN = ["queued", "running"];
 
-// The job the page follows: {id, key, fraction, status}. Moving on (a new file, a new
-// request) replaces it, and an answer for a job no longer `current` is dropped.
+// The job the page follows: {id, key, fraction, segments, status, turn}. Moving on (a
+// new file, a new request) replaces it, and an answer for a job no longer `current` is
+// dropped; so is a poll's answer that comes after Cancel was pressed (`turn` counts them).
 let current = null;
 let timer = 0;
 
@@ -39,7 +40,7 @@ export function forgetJob() {
 export async function submitJob(file) {
   forgetJob();
   $("result-empty").hidden = true;
-  const job = { id: null, key: newKey(), fraction: 0, status: "" };
+  const job = { id: null, key: newKey(), fraction: 0, segments: "", status: "", turn: 0 };
   current = job;
   showProgress(job, { status: "uploading", progress: { fraction: 0 } });
   setBusy(true, "Uploading the job…");
@@ -88,12 +89,12 @@ function newKey() {
 
 // Show what the service said of the job, then poll again while it is open.
 function follow(job, body) {
+  clearTimeout(timer);
   showProgress(job, body);
   const open = OPEN.includes(body.status);
   $("cancel").hidden = !open;
   $("result-card").setAttribute("aria-busy", String(open));
   if (open) {
-    clearTimeout(timer);
     timer = setTimeout(() => poll(job), POLL_MS);
   } else if (body.status === "succeeded" && body.result) {
     renderResult(body.result);
@@ -103,15 +104,16 @@ function follow(job, body) {
 }
 
 async function poll(job) {
+  const turn = job.turn;
   let answer;
   try {
     answer = await api(`/jobs/${job.id}`);
   } catch {
     // The service may be restarting; the job is on its disk. Try again.
-    if (current === job) timer = setTimeout(() => poll(job), POLL_MS * 4);
+    if (current === job && turn === job.turn) timer = setTimeout(() => poll(job), POLL_MS * 4);
     return;
   }
-  if (current !== job) return;
+  if (current !== job || turn !== job.turn) return;
   if (answer.response.ok) {
     follow(job, answer.body);
   } else {
@@ -124,18 +126,22 @@ async function cancel() {
   const job = current;
   if (!job || !job.id) return;
   clearTimeout(timer);
+  const turn = ++job.turn;
   const button = $("cancel");
   button.disabled = true;
   let answer;
   try {
     answer = await api(`/jobs/${job.id}`, { method: "DELETE" });
   } catch (err) {
-    if (current === job) { showNetworkError(err); follow(job, { status: job.status, progress: {} }); }
+    if (current === job && turn === job.turn) {
+      showNetworkError(err);
+      follow(job, { status: job.status, progress: {} });
+    }
     return;
   } finally {
     button.disabled = false;
   }
-  if (current !== job) return;
+  if (current !== job || turn !== job.turn) return;
   if (answer.response.ok) {
     clearProblem();
     follow(job, answer.body);
@@ -157,11 +163,10 @@ function showProgress(job, body) {
   const fraction = Math.max(job.fraction, Math.min(1, Number(p.fraction) || 0));
   job.fraction = fraction;
   $("job-progress").value = fraction;
-  const parts = [`${Math.floor(fraction * 100)}%`];
   if (Number.isInteger(p.segments_total) && p.segments_total > 0) {
-    parts.push(`segments ${p.segments_done ?? 0}/${p.segments_total}`);
+    job.segments = `segments ${p.segments_done ?? 0}/${p.segments_total}`;
   }
-  parts.push(body.status);
+  const parts = [`${Math.floor(fraction * 100)}%`, job.segments, body.status].filter(Boolean);
   $("job-label").textContent = `Job ${parts.join(" · ")}`;
   if (body.status !== job.status) $("job-status").textContent = `Job ${body.status}.`;
   job.status = body.status;

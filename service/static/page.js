@@ -47,6 +47,7 @@ function useKey(event) {
   clearProblem();
   updateCurl();
   loadModel();
+  probeJobs(); // with the key, the service's own answer rather than a 401
 }
 
 function init() {

@@ -50,7 +50,8 @@ export function updateCurl() {
   if (job) {
     const id = state.jobId || "<id>";
     const key = state.key ? ` -H "X-API-Key: $VIDLSTM_API_KEY"` : "";
-    text += `\n# then poll the job until its status is succeeded, failed or canceled:\ncurl${key} ${shellQuote(`${location.origin}/jobs/${id}`)}`;
+    text += "\n# then poll the job until its status is succeeded, failed or canceled:\n" +
+      `curl${key} ${shellQuote(`${location.origin}/jobs/${id}`)}`;
   }
   $("curl").textContent = text;
 }

@@ -7,6 +7,7 @@ the helpers the tests of the try-it page (``GET /``) share.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from playwright.sync_api import (
     Page,
     Request,
     ViewportSize,
+    expect,
     sync_playwright,
 )
 
@@ -110,6 +112,27 @@ def api_answer(
         headers={"Content-Type": content_type, **headers},
         timeout=60,
     )
+
+
+def classify_in_page(page: Page, clip: Path) -> None:
+    """Choose ``clip``, press Classify (POST /classify), wait until it answered."""
+    page.set_input_files("#file", str(clip))
+    page.click("#classify")
+    expect(page.locator("#classify")).to_be_enabled(timeout=60_000)
+
+
+def drop_file(page: Page, path: Path, mime: str) -> None:
+    """Drop ``path`` on the page's drop zone, as a drag from the desktop would."""
+    transfer = page.evaluate_handle(
+        """([data, name, type]) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type }));
+            return transfer;
+        }""",
+        [base64.b64encode(path.read_bytes()).decode(), path.name, mime],
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
 
 
 def shown_bars(page: Page) -> list[tuple[str, float]]:

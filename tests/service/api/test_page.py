@@ -7,7 +7,6 @@ its Content-Security-Policy, and fit a phone. Screenshots go to ``build/``.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Iterator
@@ -27,7 +26,9 @@ from tests.support.browser import (
     assert_bars_match,
     assert_local_and_clean,
     chromium,
+    classify_in_page,
     desktop_page,
+    drop_file,
     open_page,
 )
 from tests.support.media import MPEG4_AVI, moving_square_frames, noise_frames, write_video
@@ -97,26 +98,6 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "avi": write_video(root / "clip.avi", moving_square_frames(75, 96, 128), fmt=MPEG4_AVI),
         "text": text,
     }
-
-
-def classify_in_page(page: Page, clip: Path) -> None:
-    page.set_input_files("#file", str(clip))
-    page.click("#classify")
-    expect(page.locator("#classify")).to_be_enabled(timeout=60_000)
-
-
-def drop_file(page: Page, path: Path, mime: str) -> None:
-    """Drop ``path`` on the page's drop zone, as a drag from the desktop would."""
-    transfer = page.evaluate_handle(
-        """([data, name, type]) => {
-            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
-            const transfer = new DataTransfer();
-            transfer.items.add(new File([bytes], name, { type }));
-            return transfer;
-        }""",
-        [base64.b64encode(path.read_bytes()).decode(), path.name, mime],
-    )
-    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
 
 
 def test_served_with_a_strict_policy_and_small(service: ServiceProcess) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Response, Route, expect
+from playwright.sync_api import Browser, Page, Request, Response, Route, expect
 
 from tests.support.browser import (
     CHROMIUM,
@@ -38,6 +38,7 @@ if not CHROMIUM.exists():
     )
 
 SHOTS = REPO / "build"
+KEY = "page-jobs-key-5e0b9c7d2a4f1836"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 JOB_URL = re.compile(r"/jobs/([0-9a-f]{32})$")
 
@@ -266,3 +267,34 @@ def test_a_new_file_stops_following_the_job(
     page.wait_for_timeout(1200)
     assert job_polls(watched, job_id) == polls
     assert_local_and_clean(watched)
+
+
+def test_a_job_with_an_api_key(
+    browser: Browser, tiny_model: Path, tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    """GET /jobs answers 401 without the key: jobs on. The job's requests carry the key."""
+    env = {
+        "VIDLSTM_DECODE_WORKERS": "1",
+        "VIDLSTM_API_KEYS": KEY,
+        "VIDLSTM_JOBS_DIR": str(tmp_path / "jobs"),
+    }
+    with run_service(tiny_model, tmp_path, env) as keyed, desktop_page(browser) as page:
+        watched = open_page(page, keyed)
+        expect(page.locator("#key-card")).to_be_visible()
+        expect(page.locator("#job-field")).to_be_visible()
+        page.fill("#api-key", KEY)
+        page.click("#key-form button")
+        expect(page.locator("#model")).to_be_visible()
+        sent: list[tuple[str, str | None]] = []
+
+        def on_request(request: Request) -> None:
+            if request.method == "POST" or "/jobs/" in request.url:
+                sent.append((request.method, request.headers.get("x-api-key")))
+
+        page.on("request", on_request)
+        submit_as_job(page, clips["clip"])
+        expect(page.locator("#bars li")).to_have_count(5, timeout=60_000)
+        assert sent[0] == ("POST", KEY)
+        assert set(sent[1:]) == {("GET", KEY)}
+        assert KEY not in (page.locator("#curl").text_content() or "")
+        assert_local_and_clean(watched)
