@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, Page, Request, Response, Route, expect
 
 from tests.support.browser import (
     CHROMIUM,
+    PHONE,
     Watched,
     api_answer,
     assert_bars_match,
@@ -240,6 +241,9 @@ def test_an_open_job_shows_progress_that_never_goes_back_and_cancels(
     assert page.get_attribute("#result-card", "aria-busy") == "true"
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "page-job-running.png"))
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.screenshot(path=str(SHOTS / "page-job-phone.png"), full_page=True)
 
     with page.expect_request(lambda r: r.method == "DELETE") as deleted:
         page.click("#cancel")
