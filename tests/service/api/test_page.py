@@ -25,9 +25,7 @@ from tests.support.browser import (
     api_answer,
     assert_bars_match,
     assert_local_and_clean,
-    chromium,
     classify_in_page,
-    desktop_page,
     drop_file,
     open_page,
 )
@@ -72,18 +70,6 @@ def service(
     env = {"VIDLSTM_DECODE_WORKERS": "1", "VIDLSTM_MAX_UPLOAD_BYTES": str(UPLOAD_CAP)}
     with run_service(model_with_confusion, tmp_path_factory.mktemp("page"), env) as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with desktop_page(browser) as p:
-        yield p
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,6 @@ from tests.support.browser import (
     api_answer,
     assert_bars_match,
     assert_local_and_clean,
-    chromium,
     desktop_page,
     open_page,
 )
@@ -50,18 +49,6 @@ def service(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     env = {"VIDLSTM_DECODE_WORKERS": "1", "VIDLSTM_JOBS_DIR": str(work / "jobs")}
     with run_service(tiny_model, work, env) as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with desktop_page(browser) as p:
-        yield p
 
 
 @pytest.fixture(scope="module")
