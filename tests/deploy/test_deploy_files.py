@@ -7,6 +7,7 @@ settings every file names are checked against the service's Settings class.
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import subprocess
@@ -248,3 +249,35 @@ def test_compose_renders_nginx_with_the_same_template(tmp_path: Path) -> None:
     assert main([*args, f"--out={tmp_path / 'nginx.conf'}"]) == 0
     text = (tmp_path / "nginx.conf").read_text()
     assert "server vidlstm-1:8000" in text and "server vidlstm-2:8000" in text
+
+
+def test_the_jobs_replica_is_the_serving_pod_with_a_volume_for_jobs() -> None:
+    """jobs.yaml repeats the Deployment's pod: the two may differ only in the jobs'
+    settings, their mount, and the label that tells them apart."""
+    serving = load_yaml(K8S / "deployment.yaml")["spec"]["template"]
+    jobs_set = load_yaml(K8S / "jobs.yaml")
+    jobs = jobs_set["spec"]["template"]
+
+    def without_jobs(template: dict[str, Any]) -> dict[str, Any]:
+        pod = copy.deepcopy(template)
+        pod["metadata"]["labels"].pop("app.kubernetes.io/component")
+        (container,) = pod["spec"]["containers"]
+        container["env"] = [
+            e for e in container["env"] if not e["name"].startswith("VIDLSTM_JOBS_")
+        ]
+        container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "jobs"]
+        return pod
+
+    assert without_jobs(jobs) == without_jobs(serving)
+    (container,) = jobs["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    (claim,) = jobs_set["spec"]["volumeClaimTemplates"]
+    claim_gib = int(claim["spec"]["resources"]["requests"]["storage"].removesuffix("Gi"))
+    assert env["VIDLSTM_JOBS_DIR"] == mounts[claim["metadata"]["name"]]
+    assert int(env["VIDLSTM_JOBS_MAX_BYTES"] or 0) < claim_gib * 1024**3
+    assert jobs_set["spec"]["replicas"] == 1  # one volume holds every job
+    (serving_container,) = serving["spec"]["containers"]
+    assert not any(e["name"] == "VIDLSTM_JOBS_DIR" for e in serving_container["env"])
+    service = load_yaml(K8S / "service-jobs.yaml")
+    assert service["spec"]["selector"] == jobs_set["spec"]["selector"]["matchLabels"]
