@@ -19,11 +19,11 @@ from service.core.lifecycle import Lifecycle, Phase
 from service.core.metrics import Metrics
 from service.core.settings import Settings
 from service.media.decode_job import DecodeJob
-from service.models.registry import ModelRegistry
+from service.models.registry import ModelRegistry, load_file
 from service.models.served_model import ServedModel
 from service.pipeline.batcher import Batcher
 from service.pipeline.decode_pool import DecodeHook, DecodePool
-from service.pipeline.inference import Model, ModelInfo, load_model
+from service.pipeline.inference import Model, ModelInfo
 from service.pipeline.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,7 @@ def preflight(settings: Settings) -> Model | None:
         if not repository.is_dir():
             raise StartupError(f"model repository {repository} is not a directory")
         return None
-    return load_model(
-        settings.model_path,
-        providers=settings.provider_chain,
-        intra_op_threads=settings.intra_op_threads,
-        cuda_tf32=settings.cuda_tf32,
-    )
+    return load_file(settings, settings.model_path)
 
 
 class Runtime:

@@ -181,9 +181,9 @@ class JobRunner:
             expires_at=now + self.settings.jobs_ttl_s,
         )
         self.files.discard(job.id)
-        outcome = "succeeded" if error is None else f"failed ({error['type']})"
-        self.runtime.metrics.jobs.labels(outcome="succeeded" if error is None else "failed").inc()
-        log.info("job %s %s", job.id, outcome)
+        outcome = "succeeded" if error is None else "failed"
+        self.runtime.metrics.jobs.labels(outcome=outcome).inc()
+        log.info("job %s %s", job.id, outcome, extra={"problem": error and error["type"]})
 
     async def _heartbeat(self) -> None:
         every = self.settings.jobs_lease_s / 3

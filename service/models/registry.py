@@ -118,7 +118,7 @@ class ModelRegistry:
         s = self.settings
         model = preloaded
         if model is None:
-            model = await asyncio.to_thread(self._load_file, s.model_path)
+            model = await asyncio.to_thread(load_file, s, s.model_path)
         info, path = model.info, s.model_path
         try:
             stat = path.stat()
@@ -210,7 +210,7 @@ class ModelRegistry:
     async def _open(self, served: ServedModel) -> None:
         """Session, metadata check and batcher; ``failed`` with the reason otherwise."""
         try:
-            model = await asyncio.to_thread(self._load_file, served.path)
+            model = await asyncio.to_thread(load_file, self.settings, served.path)
             served.sha256 = await asyncio.to_thread(sha256_of, served.path)
         except Exception as err:  # a broken version must not stop the others
             self._failed(served, err)
@@ -267,14 +267,16 @@ class ModelRegistry:
         served.fail(str(err) or type(err).__name__)
         log.warning("model %s %s failed to load: %s", served.name, served.version, served.reason)
 
-    def _load_file(self, path: Path) -> Model:
-        s = self.settings
-        return load_model(
-            path,
-            providers=s.provider_chain,
-            intra_op_threads=s.intra_op_threads,
-            cuda_tf32=s.cuda_tf32,
-        )
+
+
+def load_file(settings: Settings, path: Path) -> Model:
+    """``path``'s model with the settings' providers and threads (blocking)."""
+    return load_model(
+        path,
+        providers=settings.provider_chain,
+        intra_op_threads=settings.intra_op_threads,
+        cuda_tf32=settings.cuda_tf32,
+    )
 
 
 def warm_up_sizes(max_batch_size: int) -> list[int]:
